@@ -1,0 +1,223 @@
+"""Configuration: YAML validated by pydantic, with errors that name the key and the line."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from bridge.errors import ConfigError
+
+TOPIC_SEGMENT = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
+LOCK_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(_Strict):
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False
+
+
+class MqttConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    client_id: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    base_topic: str = "lockbridge"
+    keepalive: Annotated[int, Field(ge=5, le=3600)] = 60
+    expose_codes: bool = True
+    tls: TlsConfig = TlsConfig()
+    reconnect_max_delay: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+    @field_validator("base_topic")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        if not TOPIC_SEGMENT.match(value):
+            raise ValueError("must be topic levels of letters, digits, '_' or '-' joined by '/'")
+        return value
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> MqttConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give either password or password_file, not both")
+        return self
+
+    def resolved_password(self) -> str | None:
+        """The password from the config, `password_file`, or $LOCKBRIDGE_MQTT_PASSWORD."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text(encoding="utf-8").strip()
+            except OSError as err:
+                raise ConfigError(
+                    f"mqtt.password_file: cannot read {self.password_file}: {err.strerror}"
+                ) from err
+        return os.environ.get("LOCKBRIDGE_MQTT_PASSWORD")
+
+
+class ZigbeeSimulatorConfig(_Strict):
+    locks: Annotated[int, Field(ge=0, le=500)] = 1
+    latency_ms: Annotated[float, Field(ge=0, le=10_000)] = 20.0
+    slots: Annotated[int, Field(ge=1, le=250)] = 30
+    min_pin_length: Annotated[int, Field(ge=1, le=16)] = 4
+    max_pin_length: Annotated[int, Field(ge=1, le=16)] = 8
+    masked_codes: bool = False
+    seed: int | None = None
+
+
+class SerialConfig(_Strict):
+    path: str = "/dev/ttyUSB0"
+    baudrate: int | None = None
+    flow_control: Literal["hardware", "software"] | None = None
+
+
+class ZigbeeConfig(_Strict):
+    enabled: bool = False
+    radio: Literal["simulator", "znp", "ezsp", "deconz", "zigate", "xbee"] = "znp"
+    device: SerialConfig = SerialConfig()
+    channel: Annotated[int, Field(ge=11, le=26)] | None = None
+    pan_id: Annotated[int, Field(ge=0, le=0xFFFE)] | None = None
+    network_key: SecretStr | None = None
+    database: str = "zigbee.db"
+    command_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
+    simulator: ZigbeeSimulatorConfig = ZigbeeSimulatorConfig()
+
+    @field_validator("network_key")
+    @classmethod
+    def _key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(
+            r"([0-9A-Fa-f]{2}:){15}[0-9A-Fa-f]{2}", value.get_secret_value()
+        ):
+            raise ValueError("must be 16 hex bytes separated by ':'")
+        return value
+
+
+class LockOverride(_Strict):
+    alias: str | None = None
+    name: str | None = None
+
+    @field_validator("alias")
+    @classmethod
+    def _alias(cls, value: str | None) -> str | None:
+        if value is not None and not LOCK_ID.match(value):
+            raise ValueError("must be 1-64 letters, digits, '_' or '-'")
+        return value
+
+
+class Config(_Strict):
+    mqtt: MqttConfig = MqttConfig()
+    state_dir: Path = Path("/var/lib/lockbridge")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    command_timeout: Annotated[float, Field(gt=0, le=120)] = 15.0
+    event_history: Annotated[int, Field(ge=10, le=1_000_000)] = 10_000
+    simulator_control: bool = False
+    zigbee: ZigbeeConfig = ZigbeeConfig()
+    locks: dict[str, LockOverride] = {}
+
+    @model_validator(mode="after")
+    def _unique_aliases(self) -> Config:
+        seen: dict[str, str] = {}
+        for native_id, override in self.locks.items():
+            if override.alias is None:
+                continue
+            if override.alias in seen:
+                raise ValueError(
+                    f"alias {override.alias!r} is used by both {seen[override.alias]!r} and {native_id!r}"
+                )
+            seen[override.alias] = native_id
+        return self
+
+    def summary(self) -> dict[str, Any]:
+        """The config without secrets, for `bridge/info`."""
+        return {
+            "base_topic": self.mqtt.base_topic,
+            "mqtt": {"host": self.mqtt.host, "port": self.mqtt.port, "tls": self.mqtt.tls.enabled},
+            "expose_codes": self.mqtt.expose_codes,
+            "drivers": [name for name in ("zigbee",) if getattr(self, name).enabled],
+            "simulator_control": self.simulator_control,
+        }
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from err
+    return parse_config(text, str(path))
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from err
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: the configuration must be a mapping of options")
+    lines = _key_lines(node)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, lines, source)) from None
+
+
+def _key_lines(node: yaml.Node | None, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
+    """Map each key path of a composed YAML document to its 1-based line."""
+    lines: dict[tuple[str, ...], int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key_path = (*path, str(key_node.value))
+            lines[key_path] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, key_path))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            item_path = (*path, str(index))
+            lines[item_path] = item.start_mark.line + 1
+            lines.update(_key_lines(item, item_path))
+    return lines
+
+
+def _describe(err: ValidationError, lines: dict[tuple[str, ...], int], source: str) -> str:
+    messages = []
+    for issue in err.errors(include_url=False, include_input=False):
+        loc = tuple(str(part) for part in issue["loc"])
+        line = None
+        for depth in range(len(loc), 0, -1):
+            if loc[:depth] in lines:
+                line = lines[loc[:depth]]
+                break
+        where = f"{source}:{line}" if line else source
+        key = ".".join(loc) or "(top level)"
+        message = issue["msg"]
+        if issue["type"] == "extra_forbidden":
+            message = "unknown option"
+        messages.append(f"{where}: {key}: {message}")
+    return "\n".join(messages)

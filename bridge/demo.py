@@ -1,0 +1,114 @@
+"""`lockbridge demo`: the bridge on simulated locks, with an embedded broker if none is given."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shlex
+import signal
+import tempfile
+from contextlib import AsyncExitStack, suppress
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from bridge.broker import EmbeddedBroker
+from bridge.config import Config, MqttConfig, ZigbeeConfig, ZigbeeSimulatorConfig
+from bridge.daemon import Bridge
+from bridge.logs import setup_logging
+
+log = logging.getLogger("lockbridge.demo")
+
+
+def parse_broker(url: str) -> tuple[str, int]:
+    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+        raise SystemExit(f"--broker {url}: expected mqtt://HOST:PORT")
+    try:
+        port = parts.port or 1883
+    except ValueError:
+        raise SystemExit(f"--broker {url}: the port must be a number from 1 to 65535") from None
+    return parts.hostname, port
+
+
+def demo_config(args: argparse.Namespace, host: str, port: int, state_dir: Path) -> Config:
+    return Config(
+        mqtt=MqttConfig(host=host, port=port, base_topic=args.base_topic),
+        state_dir=state_dir,
+        log_level=args.log_level,
+        simulator_control=True,
+        zigbee=ZigbeeConfig(
+            enabled=args.zigbee > 0,
+            radio="simulator",
+            simulator=ZigbeeSimulatorConfig(locks=args.zigbee, seed=1),
+        ),
+    )
+
+
+def instructions(bridge: Bridge, host: str, port: int, elapsed: float) -> str:
+    base = bridge.config.mqtt.base_topic
+    locks = bridge.registry.locks()
+    lock_id = locks[0].lock_id if locks else "<lock_id>"
+    server = f"-h {host} -p {port}"
+
+    def pub(topic: str, payload: str) -> str:
+        return f"  mosquitto_pub {server} -t {topic} -m {shlex.quote(payload)}"
+
+    lines = [
+        "",
+        f"lockbridge demo is ready in {elapsed:.2f} s: broker mqtt://{host}:{port}, base topic '{base}'",
+        "Locks: " + (", ".join(f"{lock.lock_id} ({lock.protocol})" for lock in locks) or "none"),
+        "",
+        "Watch everything:",
+        f"  mosquitto_sub {server} -v -t '{base}/#'",
+        "Lock and unlock:",
+        pub(f"{base}/locks/{lock_id}/set", '{"action": "unlock"}'),
+        pub(f"{base}/bridge/request/lock/lock", f'{{"lock_id": "{lock_id}", "transaction": "t1"}}'),
+        "Ask the bridge:",
+        pub(f"{base}/bridge/request/lock/list", "{}"),
+        pub(f"{base}/bridge/request/event/list", f'{{"lock_id": "{lock_id}", "limit": 5}}'),
+        pub(f"{base}/bridge/request/health_check", "{}"),
+        "Play the person at the door (answers on {base}/simulator/response/<action>):".replace(
+            "{base}", base
+        ),
+        pub(
+            f"{base}/simulator/request/add_code",
+            f'{{"lock_id": "{lock_id}", "slot": 1, "pin": "2468"}}',
+        ),
+        pub(f"{base}/simulator/request/keypad_entry", f'{{"lock_id": "{lock_id}", "pin": "2468"}}'),
+        pub(f"{base}/simulator/request/keypad_entry", f'{{"lock_id": "{lock_id}", "pin": "0000"}}'),
+        pub(f"{base}/simulator/request/manual_lock", f'{{"lock_id": "{lock_id}"}}'),
+        pub(f"{base}/simulator/request/door", f'{{"lock_id": "{lock_id}", "open": true}}'),
+        pub(f"{base}/simulator/request/battery", f'{{"lock_id": "{lock_id}", "level": 9}}'),
+        pub(f"{base}/simulator/request/set_online", f'{{"lock_id": "{lock_id}", "online": false}}'),
+        pub(f"{base}/simulator/request/slots", f'{{"lock_id": "{lock_id}"}}'),
+        "",
+        "Press Ctrl-C to stop.",
+    ]
+    return "\n".join(lines)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level, "text")
+    with suppress(KeyboardInterrupt):
+        asyncio.run(_demo(args))
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> None:
+    async with AsyncExitStack() as stack:
+        if args.broker:
+            host, port = parse_broker(args.broker)
+        else:
+            broker = await stack.enter_async_context(EmbeddedBroker())
+            host, port = "127.0.0.1", broker.port
+        state_dir = args.state_dir or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="lockbridge-demo-"))
+        )
+        bridge = Bridge(demo_config(args, host, port, state_dir))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, bridge.stop)
+        await bridge.run(
+            on_ready=lambda elapsed: print(instructions(bridge, host, port, elapsed), flush=True)
+        )

@@ -1,0 +1,1 @@
+"""One package per radio protocol; each implements `bridge.driver.LockDriver`."""

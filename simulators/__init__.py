@@ -1,0 +1,1 @@
+"""Simulated radios that stand in for real hardware in tests and `lockbridge demo`."""

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.services import TEST_PINS, Daemon, Mosquitto, daemon_config
+
+
+class _PinCanary(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.leaks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        if any(pin in text for pin in TEST_PINS):
+            self.leaks.append(f"{record.name}: {text}")
+
+
+@pytest.fixture(autouse=True)
+def pin_canary() -> Iterator[None]:
+    """Fails the test if a known test PIN reaches any log record of this process."""
+    handler = _PinCanary()
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    assert not handler.leaks, f"test PIN in log records: {handler.leaks}"
+
+
+@pytest.fixture
+async def no_task_leak() -> AsyncIterator[None]:
+    yield
+    # Let cancelled tasks finish unwinding before judging.
+    for _ in range(5):
+        await asyncio.sleep(0)
+    current = asyncio.current_task()
+    leftover = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+    assert not leftover, f"tasks left running: {[t.get_name() for t in leftover]}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("asyncio") is not None:
+            item.fixturenames.insert(0, "no_task_leak")  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+DaemonFactory = Callable[..., Daemon]
+
+
+@pytest.fixture
+def make_daemon(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[DaemonFactory]:
+    """Configure (and on request start) lockbridge daemons on simulated Zigbee locks."""
+    started: list[Daemon] = []
+
+    def factory(*, start: bool = True, **options: Any) -> Daemon:
+        workdir = tmp_path / f"daemon{len(started)}"
+        workdir.mkdir()
+        daemon = Daemon(daemon_config(workdir, mosquitto.port, **options))
+        if start:
+            daemon.start()
+        started.append(daemon)
+        return daemon
+
+    yield factory
+    for daemon in started:
+        daemon.stop()
+        log = daemon.log_text()
+        leaked = [pin for pin in TEST_PINS if pin in log]
+        assert not leaked, f"test PIN in the daemon log {daemon.log_path}"
+        assert "Traceback" not in log, f"the daemon logged a traceback:\n{log[-4000:]}"
