@@ -66,6 +66,11 @@ class EventListRequest(_Request):
     limit: Annotated[StrictInt, Field(ge=1, le=1000)] = 100
 
 
+class PermitJoinRequest(_Request):
+    protocol: StrictStr
+    seconds: Annotated[StrictInt, Field(ge=1, le=254)] = 60
+
+
 class SetRequest(BaseModel):
     """The payload of `<base>/locks/<lock_id>/set`."""
 
@@ -152,6 +157,7 @@ class Api:
             "lock/lock": (LockRequest, self._lock_lock),
             "lock/unlock": (LockRequest, self._lock_unlock),
             "event/list": (EventListRequest, self._event_list),
+            "permit_join": (PermitJoinRequest, self._permit_join),
         }
 
     @property
@@ -250,3 +256,10 @@ class Api:
             limit=request.limit,
         )
         return {"events": events}
+
+    async def _permit_join(self, request: PermitJoinRequest) -> dict[str, Any]:
+        driver = self._registry.drivers.get(request.protocol)
+        if driver is None:
+            raise UnsupportedError(f"no {request.protocol!r} driver is running")
+        await driver.permit_join(request.seconds)
+        return {"protocol": request.protocol, "seconds": request.seconds}

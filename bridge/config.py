@@ -114,6 +114,18 @@ class ZigbeeConfig(_Strict):
         return value
 
 
+class HomeAssistantConfig(_Strict):
+    enabled: bool = True
+    discovery_prefix: str = "homeassistant"
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not TOPIC_SEGMENT.match(value):
+            raise ValueError("must be topic levels of letters, digits, '_' or '-' joined by '/'")
+        return value
+
+
 class LockOverride(_Strict):
     alias: str | None = None
     name: str | None = None
@@ -134,6 +146,7 @@ class Config(_Strict):
     command_timeout: Annotated[float, Field(gt=0, le=120)] = 15.0
     event_history: Annotated[int, Field(ge=10, le=1_000_000)] = 10_000
     simulator_control: bool = False
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     zigbee: ZigbeeConfig = ZigbeeConfig()
     locks: dict[str, LockOverride] = {}
 

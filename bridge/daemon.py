@@ -13,7 +13,7 @@ from bridge import sdnotify
 from bridge.api import Api
 from bridge.config import Config
 from bridge.driver import LockDriver
-from bridge.mqtt import MqttLink, backoff_delay
+from bridge.mqtt import MqttLink, backoff_delay, quiet_stale_socket_errors
 from bridge.registry import LockRegistry
 from bridge.simcontrol import SimulatorApi
 from bridge.store import Store
@@ -49,6 +49,7 @@ class Bridge:
 
     async def run(self, on_ready: Callable[[float], None] | None = None) -> None:
         started = time.monotonic()
+        quiet_stale_socket_errors(asyncio.get_running_loop())
         config = self.config
         await self.store.open()
         try:
@@ -67,11 +68,18 @@ class Bridge:
                 is_connected=lambda: self.link is not None and self.link.connected,
             )
             simulator = SimulatorApi(self.registry).handle if config.simulator_control else None
-            self.link = link = MqttLink(config.mqtt, self.registry, api, simulator=simulator)
+            self.link = link = MqttLink(
+                config.mqtt,
+                self.registry,
+                api,
+                homeassistant=config.homeassistant,
+                simulator=simulator,
+            )
             async with asyncio.TaskGroup() as group:
                 mqtt_task = group.create_task(link.run(), name="mqtt")
                 pump = group.create_task(self._pump(link), name="outbox-pump")
                 await asyncio.gather(*(self._start_driver(driver) for driver in drivers))
+                link.set_ready()
                 await link.wait_connected()
                 elapsed = time.monotonic() - started
                 log.info("ready in %.2f s with %d locks", elapsed, len(self.registry.locks()))

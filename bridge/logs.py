@@ -77,5 +77,14 @@ def setup_logging(level: str, fmt: str, *, journald: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # zigpy and friends are chatty at DEBUG with raw frames, which may carry PINs.
-    for noisy in ("zigpy", "bellows", "zigpy_znp", "zigpy_deconz", "zigpy_zigate", "zigpy_xbee"):
+    noisy_loggers = (
+        "zigpy",
+        "bellows",
+        "zigpy_znp",
+        "zigpy_deconz",
+        "zigpy_zigate",
+        "zigpy_xbee",
+        "aiosqlite",
+    )
+    for noisy in noisy_loggers:
         logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))

@@ -7,6 +7,7 @@ re-publishes every retained topic, so a broker restart loses nothing.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import random
@@ -19,8 +20,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bridge.api import Api, parse_set_payload
-from bridge.config import MqttConfig
+from bridge.config import HomeAssistantConfig, MqttConfig
 from bridge.errors import LockbridgeError
+from bridge.homeassistant import discovery_payload, discovery_topic
 from bridge.model import Event
 from bridge.registry import LockRegistry, Outbox
 
@@ -30,6 +32,24 @@ ONLINE = json.dumps({"state": "online"})
 OFFLINE = json.dumps({"state": "offline"})
 
 SimulatorHandler = Callable[[str, bytes], Awaitable[dict[str, Any]]]
+
+
+def quiet_stale_socket_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """Keep paho's late add_writer on an already closed socket out of the error log.
+
+    When a broker drops the connection, paho may still ask the loop to watch the old
+    socket; asyncio reports that as an unhandled EBADF. The reconnect logic already
+    handles the lost connection, so it is only worth a debug line.
+    """
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno == errno.EBADF:
+            log.debug("ignored a socket event on a closed MQTT connection")
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 def backoff_delay(attempt: int, cap: float, base: float = 0.5) -> float:
@@ -48,9 +68,12 @@ class MqttLink:
         registry: LockRegistry,
         api: Api,
         *,
+        homeassistant: HomeAssistantConfig,
         simulator: SimulatorHandler | None = None,
     ) -> None:
         self._config = config
+        self._homeassistant = homeassistant
+        self._announced: set[str] = set()
         self._registry = registry
         self._api = api
         self._simulator = simulator
@@ -67,6 +90,8 @@ class MqttLink:
         # "auto" starts with MQTT 5 and falls back once, when a broker refuses it.
         self._may_fall_back = config.protocol == "auto"
         self._published_lock_count = -1
+        self._ready = False
+        self._state_published = False
 
     @property
     def connected(self) -> bool:
@@ -77,6 +102,11 @@ class MqttLink:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def set_ready(self) -> None:
+        """The drivers are up: from now on (and after every reconnect) the bridge is online."""
+        self._ready = True
+        self._pending.wakeup.set()
 
     def publish_later(self, lock_ids: set[str], events: list[Event]) -> None:
         """Queue lock states and events; they go out as soon as the broker is reachable."""
@@ -171,12 +201,13 @@ class MqttLink:
         ]
         if self._simulator is not None:
             subscriptions.append(self._topic("simulator/request/#"))
+        if self._homeassistant.enabled:
+            subscriptions.append(self._ha_status_topic)
         for topic in subscriptions:
             await client.subscribe(topic, qos=1)
-        await client.publish(self._topic("bridge/state"), ONLINE, qos=1, retain=True)
         self._published_lock_count = -1
-        self._pending.dirty_locks |= {lock.lock_id for lock in self._registry.locks()}
-        self._pending.wakeup.set()
+        self._state_published = False
+        self._republish_all()
         self._connected.set()
         log.info("connected to MQTT broker %s:%d", self._config.host, self._config.port)
         try:
@@ -192,6 +223,15 @@ class MqttLink:
             raise group.exceptions[0] from None
         finally:
             self._connected.clear()
+
+    @property
+    def _ha_status_topic(self) -> str:
+        return f"{self._homeassistant.discovery_prefix}/status"
+
+    def _republish_all(self) -> None:
+        self._announced.clear()
+        self._pending.dirty_locks |= {lock.lock_id for lock in self._registry.locks()}
+        self._pending.wakeup.set()
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
         while True:
@@ -210,6 +250,9 @@ class MqttLink:
     async def _publish_batch(
         self, client: aiomqtt.Client, dirty: set[str], events: list[Event]
     ) -> None:
+        if self._ready and not self._state_published:
+            await client.publish(self._topic("bridge/state"), ONLINE, qos=1, retain=True)
+            self._state_published = True
         lock_count = len(self._registry.locks())
         if lock_count != self._published_lock_count:
             await client.publish(
@@ -218,6 +261,12 @@ class MqttLink:
             self._published_lock_count = lock_count
         for lock_id in sorted(dirty):
             lock = self._registry.get(lock_id)
+            if self._homeassistant.enabled and lock_id not in self._announced:
+                topic = discovery_topic(self._homeassistant.discovery_prefix, self._base, lock)
+                await client.publish(
+                    topic, dumps(discovery_payload(self._base, lock)), qos=1, retain=True
+                )
+                self._announced.add(lock_id)
             availability = ONLINE if lock.status.online else OFFLINE
             await client.publish(
                 self._topic(f"locks/{lock_id}"), dumps(lock.to_json()), qos=1, retain=True
@@ -240,6 +289,11 @@ class MqttLink:
                 if isinstance(message.payload, bytes)
                 else str(message.payload or "").encode()
             )
+            if topic == self._ha_status_topic:
+                # Home Assistant restarted and forgot its entities: announce them again.
+                if payload.strip() == b"online":
+                    self._republish_all()
+                continue
             if message.retain:
                 # A retained command would fire again on every reconnect: never act on one.
                 log.warning("ignored retained message on command topic %s", topic)

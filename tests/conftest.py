@@ -75,10 +75,10 @@ def make_daemon(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[DaemonFactory]
     """Configure (and on request start) lockbridge daemons on simulated Zigbee locks."""
     started: list[Daemon] = []
 
-    def factory(*, start: bool = True, **options: Any) -> Daemon:
+    def factory(*, start: bool = True, env: dict[str, str] | None = None, **options: Any) -> Daemon:
         workdir = tmp_path / f"daemon{len(started)}"
         workdir.mkdir()
-        daemon = Daemon(daemon_config(workdir, mosquitto.port, **options))
+        daemon = Daemon(daemon_config(workdir, mosquitto.port, **options), env)
         if start:
             daemon.start()
         started.append(daemon)

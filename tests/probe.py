@@ -40,7 +40,11 @@ class Probe:
                 self._changed.notify_all()
 
     async def wait_for(
-        self, topic: str, predicate: Callable[[Any], bool] = lambda _: True, *, timeout: float = 10.0
+        self,
+        topic: str,
+        predicate: Callable[[Any], bool] = lambda _: True,
+        *,
+        timeout: float = 10.0,
     ) -> Any:
         """The JSON of the first message (already received or later) on `topic` matching `predicate`."""
         seen = 0
@@ -57,7 +61,9 @@ class Probe:
     def on(self, topic: str) -> list[Any]:
         return [m.json() for m in self.messages if m.topic == topic and m.payload]
 
-    async def request(self, command: str, payload: dict[str, Any] | None = None, *, timeout: float = 15.0) -> Any:
+    async def request(
+        self, command: str, payload: dict[str, Any] | None = None, *, timeout: float = 15.0
+    ) -> Any:
         transaction = f"t{next(_counter)}"
         body = {**(payload or {}), "transaction": transaction}
         await self.client.publish(f"{self.base}/bridge/request/{command}", json.dumps(body), qos=1)
@@ -70,10 +76,13 @@ class Probe:
     async def sim(self, action: str, payload: dict[str, Any]) -> Any:
         transaction = f"s{next(_counter)}"
         await self.client.publish(
-            f"{self.base}/simulator/request/{action}", json.dumps({**payload, "transaction": transaction}), qos=1
+            f"{self.base}/simulator/request/{action}",
+            json.dumps({**payload, "transaction": transaction}),
+            qos=1,
         )
         response = await self.wait_for(
-            f"{self.base}/simulator/response/{action}", lambda r: r.get("transaction") == transaction
+            f"{self.base}/simulator/response/{action}",
+            lambda r: r.get("transaction") == transaction,
         )
         assert response["status"] == "ok", response
         return response["data"]
@@ -86,7 +95,9 @@ async def probe(
     topics: tuple[str, ...] = ("#",),
     protocol: aiomqtt.ProtocolVersion = aiomqtt.ProtocolVersion.V5,
 ) -> AsyncIterator[Probe]:
-    async with aiomqtt.Client("127.0.0.1", port, protocol=protocol, identifier=f"probe-{next(_counter)}") as client:
+    async with aiomqtt.Client(
+        "127.0.0.1", port, protocol=protocol, identifier=f"probe-{next(_counter)}"
+    ) as client:
         result = Probe(client, base)
         for topic in topics:
             await client.subscribe(topic if topic == "#" else f"{base}/{topic}", qos=1)

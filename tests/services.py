@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-TEST_PINS = ("7351", "8642", "951623")
+# Long enough never to turn up by chance in timestamps or ids of a long log.
+TEST_PINS = ("73519286", "86420975", "95162384")
 
 
 def free_port() -> int:
@@ -35,7 +36,9 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 
 
 def mosquitto_binary() -> str:
-    found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    found = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
     if found is None:
         raise RuntimeError("mosquitto is not installed: run scripts/test, which installs it")
     return found
@@ -76,7 +79,12 @@ def daemon_config(
     workdir: Path, broker_port: int, *, base: str = "lockbridge", locks: int = 2, **zigbee: Any
 ) -> Path:
     config = {
-        "mqtt": {"host": "127.0.0.1", "port": broker_port, "base_topic": base, "reconnect_max_delay": 1},
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": broker_port,
+            "base_topic": base,
+            "reconnect_max_delay": 1,
+        },
         "state_dir": str(workdir / "state"),
         "log_level": "DEBUG",
         "command_timeout": 5,
@@ -96,14 +104,15 @@ def daemon_config(
 class Daemon:
     """`lockbridge run` in a subprocess, its log kept for the PIN canary."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
+        self.env = env or {}
         self.log_path = config.parent / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = self.log_path.open("ab")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bridge.cli", "run", "--config", str(self.config)],
             stdout=log,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,15 +17,27 @@ from tests.conftest import DaemonFactory
 from tests.services import Daemon, Mosquitto
 
 BASE = "fuzz"
-COMMANDS = ["health_check", "lock/list", "lock/get", "lock/lock", "lock/unlock", "event/list", "no/such"]
+COMMANDS = [
+    "health_check",
+    "lock/list",
+    "lock/get",
+    "lock/lock",
+    "lock/unlock",
+    "event/list",
+    "no/such",
+]
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=12,
 )
 objects = st.dictionaries(
-    st.sampled_from(["lock_id", "transaction", "expires_at", "limit", "since", "event_types", "action", "x"]),
+    st.sampled_from(
+        ["lock_id", "transaction", "expires_at", "limit", "since", "event_types", "action", "x"]
+    ),
     json_values,
     max_size=5,
 )
@@ -41,7 +54,8 @@ class SyncClient:
     def __init__(self, port: int) -> None:
         self.responses = 0
         self._cond = threading.Condition()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+        api_version = paho.CallbackAPIVersion.VERSION2  # type: ignore[attr-defined]
+        self.client = paho.Client(api_version, protocol=paho.MQTTv311)
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.subscribe(f"{BASE}/bridge/response/#", qos=1)
@@ -62,12 +76,19 @@ class SyncClient:
 
 
 @pytest.fixture
-def fuzz_target(mosquitto: Mosquitto, make_daemon: DaemonFactory) -> Iterator[tuple[Daemon, SyncClient]]:
+def fuzz_target(
+    mosquitto: Mosquitto, make_daemon: DaemonFactory
+) -> Iterator[tuple[Daemon, SyncClient]]:
     daemon = make_daemon(base=BASE)
     client = SyncClient(mosquitto.port)
     try:
-        client.client.publish(f"{BASE}/bridge/request/health_check", "{}", qos=1)
-        assert client.wait_responses(1, timeout=30), "the daemon never answered"
+        # The daemon subscribes once it is up: ask until it answers.
+        for _ in range(60):
+            client.client.publish(f"{BASE}/bridge/request/health_check", "{}", qos=1)
+            if client.wait_responses(1, timeout=0.5):
+                break
+        assert client.wait_responses(1, timeout=5), "the daemon never answered"
+        time.sleep(0.5)  # let answers to the extra pings arrive before counting
         yield daemon, client
     finally:
         client.close()
@@ -77,14 +98,18 @@ def test_fuzzed_requests_never_crash_the_daemon(fuzz_target: tuple[Daemon, SyncC
     daemon, client = fuzz_target
     sent = [client.responses]
 
-    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
     @given(command=st.sampled_from(COMMANDS), payload=payloads)
     def publish(command: str, payload: bytes) -> None:
         client.client.publish(f"{BASE}/bridge/request/{command}", payload, qos=1)
         sent[0] += 1
 
     publish()
-    assert client.wait_responses(sent[0]), f"{sent[0] - client.responses} requests were never answered"
+    assert client.wait_responses(sent[0]), (
+        f"{sent[0] - client.responses} requests were never answered"
+    )
     assert daemon.alive()
     for topic in (f"{BASE}/locks/x/set", f"{BASE}/simulator/request/keypad_entry"):
         client.client.publish(topic, b"\x00garbage", qos=1)
