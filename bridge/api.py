@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -143,6 +143,7 @@ class Api:
         command_timeout: float,
         config_summary: dict[str, Any],
         is_connected: Callable[[], bool],
+        extra_commands: Mapping[str, tuple[type[_Request], Handler]] | None = None,
     ) -> None:
         self._registry = registry
         self._store = store
@@ -158,6 +159,7 @@ class Api:
             "lock/unlock": (LockRequest, self._lock_unlock),
             "event/list": (EventListRequest, self._event_list),
             "permit_join": (PermitJoinRequest, self._permit_join),
+            **(extra_commands or {}),
         }
 
     @property
@@ -205,13 +207,17 @@ class Api:
             "drivers": {name: d.status() for name, d in self._registry.drivers.items()},
             "lock_count": len(locks),
             "locks_online": sum(lock.status.online for lock in locks),
+            "radio_operations": {
+                lock.lock_id: self._registry.state_json(lock).get("radio_operations", {})
+                for lock in locks
+            },
         }
 
     async def _lock_list(self, _: EmptyRequest) -> dict[str, Any]:
-        return {"locks": [lock.to_json() for lock in self._registry.locks()]}
+        return {"locks": [self._registry.state_json(lock) for lock in self._registry.locks()]}
 
     async def _lock_get(self, request: LockRequest) -> dict[str, Any]:
-        return {"lock": self._registry.get(request.lock_id).to_json()}
+        return {"lock": self._registry.state_json(self._registry.get(request.lock_id))}
 
     async def _lock_lock(self, request: LockRequest) -> dict[str, Any]:
         return await self.actuate(request.lock_id, "lock")

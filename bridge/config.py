@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -84,6 +85,8 @@ class ZigbeeSimulatorConfig(_Strict):
     min_pin_length: Annotated[int, Field(ge=1, le=16)] = 4
     max_pin_length: Annotated[int, Field(ge=1, le=16)] = 8
     masked_codes: bool = False
+    week_day_schedules: Annotated[int, Field(ge=0, le=20)] = 7
+    year_day_schedules: Annotated[int, Field(ge=0, le=20)] = 2
     seed: int | None = None
 
 
@@ -129,6 +132,24 @@ class HomeAssistantConfig(_Strict):
 class LockOverride(_Strict):
     alias: str | None = None
     name: str | None = None
+    # Slots the bridge may program, inclusive; default: every slot the lock has.
+    managed_slots: tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]] | None = None
+    # The lock's time zone for schedules; default: the site's `timezone`.
+    timezone: str | None = None
+    # Treat the lock as write-only (it hides codes), whatever it reports.
+    masked_codes: bool = False
+
+    @field_validator("managed_slots")
+    @classmethod
+    def _range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and value[0] > value[1]:
+            raise ValueError("the first slot must not be after the last")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        return _check_zone(value) if value is not None else None
 
     @field_validator("alias")
     @classmethod
@@ -136,6 +157,27 @@ class LockOverride(_Strict):
         if value is not None and not LOCK_ID.match(value):
             raise ValueError("must be 1-64 letters, digits, '_' or '-'")
         return value
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r}; use an IANA name like Europe/Berlin"
+        ) from None
+    return value
+
+
+class CodesConfig(_Strict):
+    """The code-slot manager."""
+
+    # Failed attempts on a lock before a code shows failed_to_set/remove_on_device.
+    max_failures: Annotated[int, Field(ge=1, le=100)] = 5
+    retry_base_delay: Annotated[float, Field(gt=0, le=600)] = 2.0
+    retry_max_delay: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+    # Pause between the reads of a lock's first slot scan, so a battery lock is not flooded.
+    scan_delay: Annotated[float, Field(ge=0, le=60)] = 0.2
 
 
 class Config(_Strict):
@@ -146,9 +188,17 @@ class Config(_Strict):
     command_timeout: Annotated[float, Field(gt=0, le=120)] = 15.0
     event_history: Annotated[int, Field(ge=10, le=1_000_000)] = 10_000
     simulator_control: bool = False
+    # The site's IANA time zone, for recurring windows of locks without their own.
+    timezone: str = "UTC"
+    codes: CodesConfig = CodesConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     zigbee: ZigbeeConfig = ZigbeeConfig()
     locks: dict[str, LockOverride] = {}
+
+    @field_validator("timezone")
+    @classmethod
+    def _site_zone(cls, value: str) -> str:
+        return _check_zone(value)
 
     @model_validator(mode="after")
     def _unique_aliases(self) -> Config:

@@ -11,12 +11,16 @@ from pathlib import Path
 
 from bridge import sdnotify
 from bridge.api import Api
+from bridge.codes.api import CodeApi
+from bridge.codes.manager import CodeManager
+from bridge.codes.vault import Vault
 from bridge.config import Config
 from bridge.driver import LockDriver
-from bridge.mqtt import MqttLink, backoff_delay, quiet_stale_socket_errors
+from bridge.mqtt import MqttLink, quiet_stale_socket_errors
 from bridge.registry import LockRegistry
 from bridge.simcontrol import SimulatorApi
 from bridge.store import Store
+from bridge.util import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,9 @@ class Bridge:
         config = self.config
         await self.store.open()
         try:
+            vault = await asyncio.to_thread(Vault.open, config.state_dir)
+            codes = CodeManager(self.registry, self.store, vault, config)
+            await codes.load()
             drivers = [
                 load_driver(name, self.registry, config)
                 for name in DRIVERS
@@ -66,6 +73,7 @@ class Bridge:
                 command_timeout=config.command_timeout,
                 config_summary=config.summary(),
                 is_connected=lambda: self.link is not None and self.link.connected,
+                extra_commands=CodeApi(codes, expose_codes=config.mqtt.expose_codes).commands(),
             )
             simulator = SimulatorApi(self.registry).handle if config.simulator_control else None
             self.link = link = MqttLink(
@@ -77,6 +85,7 @@ class Bridge:
             )
             async with asyncio.TaskGroup() as group:
                 mqtt_task = group.create_task(link.run(), name="mqtt")
+                codes_task = group.create_task(codes.run(), name="codes")
                 pump = group.create_task(self._pump(link), name="outbox-pump")
                 await asyncio.gather(*(self._start_driver(driver) for driver in drivers))
                 link.set_ready()
@@ -92,6 +101,8 @@ class Bridge:
                 log.info("stopping")
                 sdnotify.notify("STOPPING=1")
                 watchdog.cancel()
+                codes_task.cancel()
+                await self._bounded(codes.drain(), "saving access codes")
                 for driver in drivers:
                     await self._bounded(driver.stop(), f"stopping driver {driver.protocol}")
                 await self._bounded(self._flush(link), "flushing events")

@@ -9,10 +9,47 @@ a driver never imports MQTT.
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
 from bridge.errors import UnsupportedError
 from bridge.model import DriverEvent, LockIdentity, StatusUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class WeeklyWindow:
+    """A weekly window in the lock's local time: weekdays (0 = Monday) and minutes of the day."""
+
+    weekdays: frozenset[int]
+    start_minute: int
+    end_minute: int
+
+
+@dataclass(frozen=True, slots=True)
+class NativeSchedule:
+    """When a code works, for locks that enforce schedules themselves (local wall-clock times)."""
+
+    weekly: tuple[WeeklyWindow, ...] = ()
+    ranges: tuple[tuple[datetime, datetime], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SlotWrite:
+    slot: int
+    code: str = field(repr=False)
+    enabled: bool = True
+    schedule: NativeSchedule | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SlotReading:
+    """What a lock says is in one of its code slots; `code` is None where the lock hides codes."""
+
+    slot: int
+    occupied: bool
+    enabled: bool = False
+    code: str | None = field(default=None, repr=False)
 
 
 class DriverSink(Protocol):
@@ -26,6 +63,9 @@ class DriverSink(Protocol):
 
     def lock_event(self, native_id: str, event: DriverEvent) -> None:
         """Something happened at the lock (SPEC §6)."""
+
+    def slot_changed(self, native_id: str, slot: int | None) -> None:
+        """Codes were programmed at the lock itself (slot None: the lock did not say which)."""
 
 
 class SimulatorControl(abc.ABC):
@@ -65,6 +105,14 @@ class LockDriver(abc.ABC):
 
     def __init__(self, sink: DriverSink) -> None:
         self._sink = sink
+        self._radio_ops: dict[str, int] = {}
+
+    def count_radio_operation(self, native_id: str) -> None:
+        """Drivers call this for every request they send to a lock."""
+        self._radio_ops[native_id] = self._radio_ops.get(native_id, 0) + 1
+
+    def radio_operations(self, native_id: str) -> int:
+        return self._radio_ops.get(native_id, 0)
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -85,6 +133,18 @@ class LockDriver(abc.ABC):
     @abc.abstractmethod
     async def unlock(self, native_id: str) -> bool:
         """Unlock; return True when the device confirmed the new state."""
+
+    # Code slots. One call is one radio operation; the code-slot manager counts them.
+
+    async def write_slot(self, native_id: str, write: SlotWrite) -> None:
+        """Program a slot; raise `CodeSlotError` when the lock refuses the code."""
+        raise UnsupportedError(f"{self.protocol} locks cannot be programmed")
+
+    async def read_slot(self, native_id: str, slot: int) -> SlotReading:
+        raise UnsupportedError(f"{self.protocol} locks cannot read codes")
+
+    async def clear_slot(self, native_id: str, slot: int) -> None:
+        raise UnsupportedError(f"{self.protocol} locks cannot be programmed")
 
     async def permit_join(self, seconds: int) -> None:
         raise UnsupportedError(f"{self.protocol} does not support permit-join")

@@ -59,3 +59,23 @@ class DeviceError(LockbridgeError):
     """The lock answered, but refused or failed the operation."""
 
     code = "device_error"
+
+
+class CodeSlotError(DeviceError):
+    """The lock refused a code; `reason` is an access-code error code of SPEC §4."""
+
+    def __init__(self, message: str, *, reason: str, lock_id: str | None = None) -> None:
+        super().__init__(message, lock_id=lock_id)
+        self.reason = reason
+
+
+class CodeRejectedError(LockbridgeError):
+    """A requested access code breaks a rule; `code` says which (SPEC §5)."""
+
+    def __init__(self, message: str, *, code: str, lock_id: str | None = None) -> None:
+        super().__init__(message, lock_id=lock_id)
+        self.code = code
+
+
+class AccessCodeNotFoundError(LockbridgeError):
+    code = "access_code_not_found"

@@ -10,7 +10,6 @@ import asyncio
 import errno
 import json
 import logging
-import random
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,6 +24,7 @@ from bridge.errors import LockbridgeError
 from bridge.homeassistant import discovery_payload, discovery_topic
 from bridge.model import Event
 from bridge.registry import LockRegistry, Outbox
+from bridge.util import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +50,6 @@ def quiet_stale_socket_errors(loop: asyncio.AbstractEventLoop) -> None:
         loop.default_exception_handler(context)
 
     loop.set_exception_handler(handler)
-
-
-def backoff_delay(attempt: int, cap: float, base: float = 0.5) -> float:
-    """Capped exponential backoff with full jitter."""
-    return random.uniform(0, min(cap, base * 2**attempt))
 
 
 def dumps(value: dict[str, Any]) -> str:
@@ -269,7 +264,10 @@ class MqttLink:
                 self._announced.add(lock_id)
             availability = ONLINE if lock.status.online else OFFLINE
             await client.publish(
-                self._topic(f"locks/{lock_id}"), dumps(lock.to_json()), qos=1, retain=True
+                self._topic(f"locks/{lock_id}"),
+                dumps(self._registry.state_json(lock)),
+                qos=1,
+                retain=True,
             )
             await client.publish(
                 self._topic(f"locks/{lock_id}/availability"), availability, qos=1, retain=True

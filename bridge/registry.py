@@ -7,6 +7,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Any, Protocol
 
 from bridge.config import LockOverride
 from bridge.driver import LockDriver
@@ -24,6 +25,22 @@ from bridge.model import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class CodeHooks(Protocol):
+    """How the code-slot manager follows what locks do."""
+
+    def lock_event_fields(
+        self, lock_id: str, event_type: str, fields: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Extra fields for a lock event (e.g. the access code behind a keypad slot)."""
+
+    def slot_changed(self, lock_id: str, slot: int | None) -> None: ...
+
+    def lock_online(self, lock_id: str, online: bool) -> None: ...
+
+    def summary(self, lock_id: str) -> dict[str, Any]:
+        """The lock's codes in short, for its retained state: never a PIN."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -59,6 +76,7 @@ class LockRegistry:
         self._by_native: dict[str, str] = {}
         self._drivers: dict[str, LockDriver] = {}
         self.outbox = Outbox()
+        self.codes: CodeHooks | None = None
 
     def attach(self, driver: LockDriver) -> None:
         self._drivers[driver.protocol] = driver
@@ -81,6 +99,20 @@ class LockRegistry:
 
     def native_id(self, lock_id: str) -> str:
         return self.get(lock_id).identity.native_id
+
+    def state_json(self, lock: Lock) -> dict[str, Any]:
+        """The lock's retained state: the model plus its codes in short."""
+        state = lock.to_json()
+        if self.codes is not None:
+            state.update(self.codes.summary(lock.lock_id))
+        return state
+
+    def emit(self, lock_id: str, event_type: str, fields: Mapping[str, object]) -> None:
+        self._emit(lock_id, event_type, fields)
+
+    def touch(self, lock_id: str) -> None:
+        """Re-publish the lock's state (its codes changed)."""
+        self._mark(lock_id)
 
     # DriverSink
 
@@ -107,6 +139,8 @@ class LockRegistry:
         self._by_native[identity.native_id] = lock_id
         self._mark(lock_id)
         self.lock_status(identity.native_id, status)
+        if self.codes is not None:
+            self.codes.lock_online(lock_id, self._locks[lock_id].status.online)
 
     def lock_status(self, native_id: str, update: StatusUpdate) -> None:
         lock_id = self._by_native.get(native_id)
@@ -122,13 +156,23 @@ class LockRegistry:
         self._mark(lock_id)
         for event_type, fields in _implied_events(old, new):
             self._emit(lock_id, event_type, fields)
+        if new.online != old.online and self.codes is not None:
+            self.codes.lock_online(lock_id, new.online)
 
     def lock_event(self, native_id: str, event: DriverEvent) -> None:
         lock_id = self._by_native.get(native_id)
         if lock_id is None:
             log.warning("event %s for unknown lock %s ignored", event.event_type, native_id)
             return
-        self._emit(lock_id, event.event_type.value, event.fields)
+        fields = dict(event.fields)
+        if self.codes is not None:
+            fields.update(self.codes.lock_event_fields(lock_id, event.event_type.value, fields))
+        self._emit(lock_id, event.event_type.value, fields)
+
+    def slot_changed(self, native_id: str, slot: int | None) -> None:
+        lock_id = self._by_native.get(native_id)
+        if lock_id is not None and self.codes is not None:
+            self.codes.slot_changed(lock_id, slot)
 
     def _emit(self, lock_id: str, event_type: str, fields: Mapping[str, object]) -> None:
         self.outbox.events.append(Event.new(lock_id, event_type, dict(fields), self._clock()))

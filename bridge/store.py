@@ -12,6 +12,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from bridge.errors import LockbridgeError
 from bridge.model import Event
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each entry migrates the schema from version N-1 to N; append, never edit.
 MIGRATIONS: tuple[str, ...] = (
@@ -42,7 +43,38 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX events_lock ON events (lock_id, seq);
     """,
+    """
+    CREATE TABLE access_codes (access_code_id TEXT PRIMARY KEY, data TEXT NOT NULL);
+    CREATE TABLE code_slots (
+        lock_id TEXT NOT NULL,
+        slot INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (lock_id, slot)
+    );
+    CREATE TABLE unmanaged_codes (
+        lock_id TEXT NOT NULL,
+        slot INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (lock_id, slot)
+    );
+    """,
 )
+
+# The code-slot manager's tables and their keys; `Store.apply` writes several atomically.
+KEYED_TABLES = {
+    "access_codes": ("access_code_id",),
+    "code_slots": ("lock_id", "slot"),
+    "unmanaged_codes": ("lock_id", "slot"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """Put `data` at `key` in `table`, or delete the row when `data` is None."""
+
+    table: str
+    key: tuple[str | int, ...]
+    data: dict[str, Any] | None
 
 
 class StoreError(LockbridgeError):
@@ -219,6 +251,43 @@ class Store:
 
         def read() -> list[dict[str, Any]]:
             rows = self._conn.execute(query, (*params, limit)).fetchall()
+            return [json.loads(row[0]) for row in rows]
+
+        return await self._run(read)
+
+    async def apply(self, rows: list[Row]) -> None:
+        """Write (or delete) several rows of the keyed tables in one transaction."""
+
+        def write() -> None:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for row in rows:
+                    columns = KEYED_TABLES[row.table]
+                    where = " AND ".join(f"{column} = ?" for column in columns)
+                    if row.data is None:
+                        conn.execute(f"DELETE FROM {row.table} WHERE {where}", row.key)  # noqa: S608 - fixed names
+                        continue
+                    names = ", ".join((*columns, "data"))
+                    marks = ", ".join("?" * (len(columns) + 1))
+                    conn.execute(
+                        f"INSERT OR REPLACE INTO {row.table} ({names}) VALUES ({marks})",  # noqa: S608 - fixed names
+                        (*row.key, json.dumps(row.data)),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self._run(write)
+
+    async def load_table(self, table: str) -> list[dict[str, Any]]:
+        columns = KEYED_TABLES[table]
+
+        def read() -> list[dict[str, Any]]:
+            rows = self._conn.execute(
+                f"SELECT data FROM {table} ORDER BY {', '.join(columns)}"  # noqa: S608 - fixed names
+            ).fetchall()
             return [json.loads(row[0]) for row in rows]
 
         return await self._run(read)

@@ -29,10 +29,10 @@ from zigpy.zcl.clusters.general import PowerConfiguration
 from zigpy.zcl.helpers import ReportingConfig
 
 from bridge.config import ZigbeeConfig
-from bridge.driver import DriverSink, LockDriver, SimulatorControl
+from bridge.driver import DriverSink, LockDriver, SimulatorControl, SlotReading, SlotWrite
 from bridge.errors import DeviceError, DeviceTimeoutError, LockOfflineError, TransientError
 from bridge.model import StatusUpdate
-from drivers.zigbee import mapping
+from drivers.zigbee import codes, mapping
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ Power = PowerConfiguration.AttributeDefs
 STATE_ATTRIBUTES = [Attr.lock_state.name, Attr.door_state.name]
 CAPABILITY_ATTRIBUTES = [
     Attr.num_of_pin_users_supported.name,
+    Attr.num_of_week_day_schedules_supported_per_user.name,
+    Attr.num_of_year_day_schedules_supported_per_user.name,
     Attr.min_pin_len.name,
     Attr.max_pin_len.name,
     Attr.send_pin_ota.name,
@@ -213,8 +215,25 @@ class ZigbeeDriver(LockDriver):
         self._sink.lock_status(native_id, StatusUpdate(online=True, lock_state=state))
         return True
 
+    async def write_slot(self, native_id: str, write: SlotWrite) -> None:
+        await codes.write(self._door_lock(native_id), self._radio_for(native_id), write)
+
+    async def read_slot(self, native_id: str, slot: int) -> SlotReading:
+        return await codes.read(self._door_lock(native_id), self._radio_for(native_id), slot)
+
+    async def clear_slot(self, native_id: str, slot: int) -> None:
+        await codes.clear(self._door_lock(native_id), self._radio_for(native_id), slot)
+
+    def _radio_for(self, native_id: str) -> codes.Radio:
+        async def radio(work: Awaitable[Any], what: str) -> Any:
+            return await self._radio(work, what, native_id)
+
+        return radio
+
     async def _radio[T](self, work: Awaitable[T], what: str, native_id: str | None) -> T:
         """One device round trip, bounded in time, with zigpy's errors translated."""
+        if native_id is not None:
+            self.count_radio_operation(native_id)
         try:
             async with asyncio.timeout(self._config.command_timeout):
                 result = await work
@@ -316,6 +335,8 @@ class ZigbeeDriver(LockDriver):
             door.get(Attr.min_pin_len.name),
             door.get(Attr.max_pin_len.name),
             can_read_codes=door.get(Attr.send_pin_ota.name) != 0,
+            week_day_schedules=door.get(Attr.num_of_week_day_schedules_supported_per_user.name),
+            year_day_schedules=door.get(Attr.num_of_year_day_schedules_supported_per_user.name),
         )
         identity = mapping.identity(device.ieee, device.manufacturer, device.model, caps)
         self._locks[native_id] = device
@@ -389,6 +410,9 @@ class ZigbeeDriver(LockDriver):
             )
             if event is not None:
                 self._sink.lock_event(native_id, event)
+        elif command_id == DoorLock.ClientCommandDefs.programming_event_notification.id:
+            user = int(args.user_id)
+            self._sink.slot_changed(native_id, None if user == mapping.NO_USER else user + 1)
 
     def _spawn(self, work: Awaitable[None], name: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(_run(work, name, self._progress), name=name)

@@ -64,7 +64,8 @@ _METHOD_BY_SOURCE = {
     OperationEventSource.Manual: Method.MANUAL,
 }
 # ZCL "no user" markers: a keypad event without a known slot.
-_NO_USER = frozenset({0xFFFF, 0xFF})
+NO_USER = 0xFFFF
+_NO_USER = frozenset({NO_USER, 0xFF})
 
 BATTERY_UNKNOWN = 0xFF
 DEFAULT_SLOTS = 30
@@ -126,7 +127,8 @@ def operation_event(source: int, code: int, user_id: int) -> DriverEvent | None:
     else:
         return None
     if method is Method.KEYPAD and user_id not in _NO_USER:
-        fields["slot"] = int(user_id)
+        # Bridge slots count from 1; ZCL user ids from 0.
+        fields["slot"] = int(user_id) + 1
     return DriverEvent(event_type, fields)
 
 
@@ -136,6 +138,8 @@ def capabilities(
     max_pin_len: int | None,
     *,
     can_read_codes: bool = True,
+    week_day_schedules: int | None = None,
+    year_day_schedules: int | None = None,
 ) -> Capabilities:
     """Capabilities of a keypad lock from its Door Lock attributes (None: not reported)."""
     slots = pin_users if pin_users else DEFAULT_SLOTS
@@ -148,7 +152,7 @@ def capabilities(
         has_keypad=True,
         can_program_access_codes=True,
         can_read_access_codes=can_read_codes,
-        supports_native_scheduling=False,
+        supports_native_scheduling=bool(week_day_schedules) and bool(year_day_schedules),
         slot_range=(1, slots),
         code_rules=CodeRules(min_length=low, max_length=max(low, high)),
     )

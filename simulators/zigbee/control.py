@@ -44,7 +44,8 @@ class ZigbeeSimulatorControl(SimulatorControl):
         self._lock(native_id).set_battery(level)
 
     async def add_code(self, native_id: str, slot: int, pin: str) -> None:
-        status = self._lock(native_id).add_code_at_keypad(slot, pin)
+        # The control API counts slots as the bridge does (from 1); ZCL user ids count from 0.
+        status = self._lock(native_id).add_code_at_keypad(slot - 1, pin)
         if status == PIN_DUPLICATE:
             raise InvalidPayloadError(
                 f"slot {slot}: the lock already has this code in another slot"
@@ -56,8 +57,12 @@ class ZigbeeSimulatorControl(SimulatorControl):
                 f"slot {slot}: the lock refused the code (length or characters)"
             )
 
+    def lose_frames(self, native_id: str, count: int) -> None:
+        """Radio trouble on demand: the next `count` frames to the lock get no answer."""
+        self._radio.lose_frames(self._lock(native_id).ieee, count)
+
     async def slots(self, native_id: str) -> list[dict[str, Any]]:
-        return self._lock(native_id).true_slots()
+        return [{**slot, "slot": slot["slot"] + 1} for slot in self._lock(native_id).true_slots()]
 
     def radio_operations(self, native_id: str) -> int:
         return self._lock(native_id).frames_received

@@ -192,9 +192,9 @@ class SimDoorLock(SimNode):
             self._respond(packet, header, response.id, response.schema(**fields).serialize(), reply)
         finally:
             held, self._held = self._held, None
-        for frame in held:
-            self._send(frame)
         self._changed()
+        for frame in held:
+            reply(frame)
 
     def _cmd_lock_door(self, _: Any) -> tuple[str, dict[str, Any]]:
         self._move(LockState.Locked, OperationEventSource.RF, OperationEvent.Lock, NO_USER)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import random
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -63,6 +64,9 @@ class SimulatedRadio(zigpy.application.ControllerApplication):
         self._permit_until = 0.0
         self._deliveries: set[asyncio.Task[None]] = set()
         self._save_task: asyncio.Task[None] | None = None
+        self._dirty = False
+        self._file_lock = threading.Lock()
+        self._lost: dict[t.EUI64, int] = {}
         path = options.get("state_file")
         self._state_file = Path(path) if path else None
 
@@ -75,6 +79,8 @@ class SimulatedRadio(zigpy.application.ControllerApplication):
             min_pin_length=int(self._options.get("min_pin_length", 4)),
             max_pin_length=int(self._options.get("max_pin_length", 8)),
             masked_codes=bool(self._options.get("masked_codes", False)),
+            week_day_schedules=int(self._options.get("week_day_schedules", 7)),
+            year_day_schedules=int(self._options.get("year_day_schedules", 2)),
         )
         seed = int(self._options.get("seed") or 0)
         rng = random.Random(seed)
@@ -182,6 +188,10 @@ class SimulatedRadio(zigpy.application.ControllerApplication):
             node = self._nodes.get(int(cast(t.NWK, packet.dst.address)))
         if isinstance(node, SimDoorLock):
             node.frames_received += 1
+            if self._lost.get(node.ieee, 0) > 0:
+                # Lost on the air: the radio reports it sent, no answer ever comes.
+                self._lost[node.ieee] -= 1
+                return
             if not node.data.online:
                 raise zigpy.exceptions.DeliveryError(
                     f"no MAC acknowledgement from {node.ieee}", status=t.MACStatus.MAC_NO_ACK
@@ -196,7 +206,15 @@ class SimulatedRadio(zigpy.application.ControllerApplication):
     async def _handle_later(self, node: SimNode, packet: t.ZigbeePacket) -> None:
         if self.latency:
             await asyncio.sleep(self.latency)
-        node.receive(packet, self._from_node)
+        answers: list[t.ZigbeePacket] = []
+        self._dirty = False
+        node.receive(packet, answers.append)
+        if self._dirty:
+            # Like a lock's flash: what it acknowledges survives a crash of the whole process.
+            self._dirty = False
+            await asyncio.to_thread(self._write_state)
+        for answer in answers:
+            self._from_node(answer)
 
     def _from_node(self, packet: t.ZigbeePacket) -> None:
         source = packet.src.address if packet.src is not None else None
@@ -235,6 +253,10 @@ class SimulatedRadio(zigpy.application.ControllerApplication):
         except KeyError:
             raise KeyError(f"no simulated lock {ieee}") from None
 
+    def lose_frames(self, ieee: t.EUI64, count: int) -> None:
+        """The next `count` frames to this lock vanish on the air."""
+        self._lost[self.lock_by_ieee(ieee).ieee] = count
+
     def set_online(self, ieee: t.EUI64, *, online: bool) -> None:
         lock = self.lock_by_ieee(ieee)
         was_online = lock.data.online
@@ -246,6 +268,7 @@ class SimulatedRadio(zigpy.application.ControllerApplication):
     # Persistence of the simulated locks' own state
 
     def _schedule_save(self) -> None:
+        self._dirty = True
         if self._state_file is None or (self._save_task and not self._save_task.done()):
             return
         self._save_task = asyncio.get_running_loop().create_task(
@@ -271,11 +294,12 @@ class SimulatedRadio(zigpy.application.ControllerApplication):
     def _write_state(self) -> None:
         if self._state_file is None:
             return
-        data = {str(ieee): lock.data.to_json() for ieee, lock in self.locks.items()}
-        temporary = self._state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(data), encoding="utf-8")
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, self._state_file)
+        with self._file_lock:
+            data = {str(ieee): lock.data.to_json() for ieee, lock in self.locks.items()}
+            temporary = self._state_file.with_suffix(".tmp")
+            temporary.write_text(json.dumps(data), encoding="utf-8")
+            os.chmod(temporary, 0o600)
+            os.replace(temporary, self._state_file)
 
 
 def _coordinator_endpoint() -> SimEndpoint:

@@ -1,0 +1,1 @@
+"""Access codes and the code-slot manager (SPEC §4)."""
