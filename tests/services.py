@@ -76,7 +76,13 @@ class Mosquitto:
 
 
 def daemon_config(
-    workdir: Path, broker_port: int, *, base: str = "lockbridge", locks: int = 2, **zigbee: Any
+    workdir: Path,
+    broker_port: int,
+    *,
+    base: str = "lockbridge",
+    locks: int = 2,
+    settings: dict[str, Any] | None = None,
+    **zigbee: Any,
 ) -> Path:
     config = {
         "mqtt": {
@@ -96,6 +102,7 @@ def daemon_config(
             "simulator": {"locks": locks, "latency_ms": 2, "seed": 7, **zigbee},
         },
     }
+    config.update(settings or {})
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
