@@ -139,7 +139,9 @@ async def measure(
     return raw, bridge, failures
 
 
-def report(scenario: str, raw: list[float], bridge: list[float], failures: int, qos: int) -> None:
+def report(
+    scenario: str, raw: list[float], bridge: list[float], failures: list[str], qos: int
+) -> None:
     print(f"\n[{scenario}] {SCENARIOS[scenario]}")
     print(
         f"{len(bridge)} lock/unlock round trips, zero-latency simulator, MQTT 5, QoS {qos}, loopback"

@@ -148,7 +148,9 @@ def report(rows: list[Row], idle: float, window: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--locks", type=int, nargs="+", default=[5], metavar="N")
-    parser.add_argument("--idle", type=float, default=3.0, help="settle seconds before RSS")
+    parser.add_argument(
+        "--idle", type=float, default=10.0, help="seconds after READY (first slot scan) before RSS"
+    )
     parser.add_argument("--window", type=float, default=10.0, help="idle CPU window, seconds")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     args = parser.parse_args()

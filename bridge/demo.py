@@ -68,14 +68,26 @@ def instructions(bridge: Bridge, host: str, port: int, elapsed: float) -> str:
         pub(f"{base}/bridge/request/lock/list", "{}"),
         pub(f"{base}/bridge/request/event/list", f'{{"lock_id": "{lock_id}", "limit": 5}}'),
         pub(f"{base}/bridge/request/health_check", "{}"),
+        "Keypad codes (then type 8230 on the keypad below):",
+        pub(
+            f"{base}/bridge/request/access_code/create",
+            f'{{"lock_id": "{lock_id}", "name": "gardener", "code": "8230"}}',
+        ),
+        pub(
+            f"{base}/bridge/request/access_code/create",
+            f'{{"lock_id": "{lock_id}", "name": "Tuesdays", '
+            '"schedule": [{"days": ["tue"], "start": "10:00", "end": "12:00"}]}',
+        ),
+        pub(f"{base}/bridge/request/access_code/list", f'{{"lock_id": "{lock_id}"}}'),
+        pub(f"{base}/bridge/request/unmanaged_access_code/list", "{}"),
         "Play the person at the door (answers on {base}/simulator/response/<action>):".replace(
             "{base}", base
         ),
         pub(
             f"{base}/simulator/request/add_code",
-            f'{{"lock_id": "{lock_id}", "slot": 1, "pin": "2468"}}',
+            f'{{"lock_id": "{lock_id}", "slot": 20, "pin": "2468"}}',
         ),
-        pub(f"{base}/simulator/request/keypad_entry", f'{{"lock_id": "{lock_id}", "pin": "2468"}}'),
+        pub(f"{base}/simulator/request/keypad_entry", f'{{"lock_id": "{lock_id}", "pin": "8230"}}'),
         pub(f"{base}/simulator/request/keypad_entry", f'{{"lock_id": "{lock_id}", "pin": "0000"}}'),
         pub(f"{base}/simulator/request/manual_lock", f'{{"lock_id": "{lock_id}"}}'),
         pub(f"{base}/simulator/request/door", f'{{"lock_id": "{lock_id}", "open": true}}'),

@@ -156,6 +156,30 @@ async def test_bridge_schedules_windows_across_dst(protocol: str, tmp_path: Path
         assert await h.true_slots(lock) == {}
 
 
+async def test_a_codes_own_time_zone_sets_its_windows(protocol: str, tmp_path: Path) -> None:
+    """A window in New York time on a Berlin lock: the bridge keeps it, in New York time."""
+    clock = FakeClock(START)  # Tuesday 08:00 CET = 03:00 in New York (EDT since 8 March)
+    window = [{"days": ["tue"], "start": "10:00", "end": "12:00"}]
+    async with harness(tmp_path, clock=clock, **sim_config(protocol)) as h:
+        await h.settle()
+        lock = h.lock_ids[0]
+        code = await create(h, lock, PIN_A, schedule=window, timezone="America/New_York")
+        await h.settle()
+        await clock.set(START + timedelta(hours=2))  # 10:00 in Berlin, 05:00 in New York
+        await h.settle()
+        assert await h.true_slots(lock) == {}
+        await clock.set(START + timedelta(hours=7))  # 10:00 in New York
+        await h.settle()
+        assert [s["code"] for s in (await h.true_slots(lock)).values()] == [PIN_A]
+        stored = (await h.ok("access_code/get", access_code_id=code["access_code_id"]))[
+            "access_code"
+        ]
+        assert stored["is_scheduled_on_device"] is False
+        await clock.set(START + timedelta(hours=9))  # 12:00 in New York
+        await h.settle()
+        assert await h.true_slots(lock) == {}
+
+
 async def test_one_time_code_is_removed_after_use(protocol: str, tmp_path: Path) -> None:
     async with harness(tmp_path, **sim_config(protocol)) as h:
         await h.settle()

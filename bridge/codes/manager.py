@@ -167,11 +167,18 @@ class CodeManager:
             unmanaged_slots=frozenset(self.unmanaged.get(lock.lock_id, {})),
         )
 
+    def code_zone(self, code: AccessCode) -> tzinfo:
+        """A code's own time zone where it names one, else its lock's."""
+        return schedule.zone(code.timezone) if code.timezone else self.lock_zone(code.lock_id)
+
     def native(self, lock: Lock, code: AccessCode) -> bool:
-        return lock.identity.capabilities.supports_native_scheduling and code.type != "ongoing"
+        if not lock.identity.capabilities.supports_native_scheduling or code.type == "ongoing":
+            return False
+        # A lock keeps weekly windows in its own local time: windows meant for another zone
+        # are enforced by the bridge instead.
+        return code.type != "recurring" or self.code_zone(code) == self.lock_zone(lock.lock_id)
 
     def on_device(self, lock: Lock, now: datetime) -> dict[str, bool]:
-        zone = self.lock_zone(lock.lock_id)
         decision: dict[str, bool] = {}
         for code in self.codes_of(lock.lock_id):
             if not code.wanted:
@@ -179,7 +186,7 @@ class CodeManager:
             elif self.native(lock, code):
                 decision[code.access_code_id] = not schedule.expired(code, now)
             else:
-                decision[code.access_code_id] = schedule.in_window(code, now, zone)
+                decision[code.access_code_id] = schedule.in_window(code, now, self.code_zone(code))
         return decision
 
     def plan_for(self, lock: Lock) -> list[Operation]:
@@ -324,8 +331,7 @@ class CodeManager:
             boundaries = [
                 b
                 for code in self.codes.values()
-                if code.wanted
-                and (b := schedule.next_boundary(code, now, self.lock_zone(code.lock_id)))
+                if code.wanted and (b := schedule.next_boundary(code, now, self.code_zone(code)))
             ]
             sleeper = asyncio.ensure_future(
                 self.clock.sleep_until(min(boundaries)) if boundaries else asyncio.Event().wait()
