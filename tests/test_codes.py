@@ -230,6 +230,26 @@ async def test_generate_code_fits_and_avoids_weak_and_existing(
         assert 4 <= len(created["code"]) <= 8
 
 
+async def test_expose_codes_false_keeps_pins_out_of_every_response(
+    protocol: str, tmp_path: Path
+) -> None:
+    async with harness(tmp_path, mqtt={"expose_codes": False}, **sim_config(protocol)) as h:
+        await h.settle()
+        lock = h.lock_ids[0]
+        created = (await h.ok("access_code/create", lock_id=lock, code=PIN_A))["access_code"]
+        generated = await h.ok("access_code/create", lock_id=lock)
+        revealed = await h.ok(
+            "access_code/get", access_code_id=created["access_code_id"], reveal=True
+        )
+        proposal = await h.ok("access_code/generate_code", lock_id=lock)
+        await h.settle()
+        for shown in (created, generated["access_code"], revealed["access_code"], proposal):
+            assert "code" not in shown and PIN_A not in str(shown)
+        assert proposal["length"] >= 4
+        # The lock has both codes all the same.
+        assert len(await h.true_slots(lock)) == 2
+
+
 async def test_unmanaged_codes_are_never_touched(protocol: str, tmp_path: Path) -> None:
     async with harness(tmp_path, **sim_config(protocol)) as h:
         await h.settle()
