@@ -300,7 +300,10 @@ class EmbeddedBroker:
         protocol, level = body.text(), body.u8()
         if protocol != "MQTT" or level != 4:
             # Answer in 3.1.1 form so MQTT 5 clients see a clean refusal and can fall back.
-            await self._refuse(writer, CONNACK_BAD_PROTOCOL, f"{protocol!r} level {level}")
+            # Expected: clients try MQTT 5 first and fall back to 3.1.1, which this broker speaks.
+            await self._refuse(
+                writer, CONNACK_BAD_PROTOCOL, f"{protocol!r} level {level}", level=logging.INFO
+            )
             return None
         flags, keepalive = body.u8(), body.u16()
         client_id = body.text()
@@ -339,8 +342,10 @@ class EmbeddedBroker:
         log.info("MQTT client %r connected (keepalive %ds)", client_id, keepalive)
         return session, keepalive
 
-    async def _refuse(self, writer: asyncio.StreamWriter, code: int, why: str) -> None:
-        log.warning("refusing MQTT connection (code %d): %s", code, why)
+    async def _refuse(
+        self, writer: asyncio.StreamWriter, code: int, why: str, *, level: int = logging.WARNING
+    ) -> None:
+        log.log(level, "refusing MQTT connection (code %d): %s", code, why)
         writer.write(_packet(CONNACK << 4, bytes([0, code])))
         with contextlib.suppress(ConnectionError):
             async with asyncio.timeout(5):

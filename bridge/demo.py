@@ -101,7 +101,10 @@ def instructions(bridge: Bridge, host: str, port: int, elapsed: float) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    setup_logging(args.log_level, "text")
+    # The radio libraries' interview chatter would bury the instructions; --log-level DEBUG shows it.
+    setup_logging(
+        args.log_level, "text", library_level="DEBUG" if args.log_level == "DEBUG" else "WARNING"
+    )
     with suppress(KeyboardInterrupt):
         asyncio.run(_demo(args))
     return 0

@@ -62,7 +62,10 @@ class JournalFormatter(logging.Formatter):
         return text
 
 
-def setup_logging(level: str, fmt: str, *, journald: bool = False) -> None:
+def setup_logging(
+    level: str, fmt: str, *, journald: bool = False, library_level: str = "INFO"
+) -> None:
+    """Log to stderr at `level`; radio libraries no lower than `library_level`."""
     handler = logging.StreamHandler(sys.stderr)
     formatter: logging.Formatter
     if fmt == "json":
@@ -87,4 +90,6 @@ def setup_logging(level: str, fmt: str, *, journald: bool = False) -> None:
         "aiosqlite",
     )
     for noisy in noisy_loggers:
-        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLevelName(level)))
+        logging.getLogger(noisy).setLevel(
+            max(logging.getLevelName(library_level), logging.getLevelName(level))
+        )
