@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bridge.broker import EmbeddedBroker
-from bridge.config import Config, MqttConfig, ZigbeeConfig, ZigbeeSimulatorConfig
+from bridge.config import CodesConfig, Config, MqttConfig, ZigbeeConfig, ZigbeeSimulatorConfig
 from bridge.daemon import Bridge
 from bridge.logs import setup_logging
 
@@ -37,6 +37,9 @@ def demo_config(args: argparse.Namespace, host: str, port: int, state_dir: Path)
         state_dir=state_dir,
         log_level=args.log_level,
         simulator_control=True,
+        # Simulated locks have no battery to spare: read their slots at once, so codes
+        # created right after start-up are on the keypad within a second.
+        codes=CodesConfig(scan_delay=0),
         zigbee=ZigbeeConfig(
             enabled=args.zigbee > 0,
             radio="simulator",
