@@ -5,6 +5,7 @@ Protocol-independent: each test runs on every simulated protocol in `PROTOCOLS`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from bridge.codes.clock import FakeClock
+from bridge.driver import SlotWrite
 from tests.harness import START, Harness, harness, zigbee_config
 from tests.services import TEST_PINS
 
@@ -346,6 +348,35 @@ async def test_offline_lock_is_isolated_then_converges(protocol: str, tmp_path: 
         assert [s["code"] for s in (await h.true_slots(away)).values()] == [PIN_A]
         done = await h.ok("access_code/get", access_code_id=codes[away]["access_code_id"])
         assert done["access_code"]["errors"] == [] and done["access_code"]["status"] == "set"
+
+
+async def test_waiting_writes_go_in_bulk_where_the_lock_takes_them(
+    protocol: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with harness(tmp_path, **sim_config(protocol)) as h:
+        await h.settle()
+        lock = h.lock_ids[0]
+        bulks: list[int] = []
+        single_write = h.driver.write_slots
+
+        async def write_slots(native_id: str, writes: Sequence[SlotWrite]) -> None:
+            bulks.append(len(writes))
+            await single_write(native_id, writes)
+
+        monkeypatch.setattr(h.driver, "bulk_write_limit", lambda native_id: 4)
+        monkeypatch.setattr(h.driver, "write_slots", write_slots)
+        await h.sim.set_online(h.native(lock), online=False)
+        await h.request("lock/lock", lock_id=lock)  # the bridge notices the lock is away
+        pins = [f"{50000000 + 7919 * i}" for i in range(6)]
+        for pin in pins:
+            await create(h, lock, pin)
+        await h.sim.set_online(h.native(lock), online=True)
+        await h.wait_online(lock)
+        await h.settle()
+        assert bulks == [4, 2]
+        assert sorted(s["code"] for s in (await h.true_slots(lock)).values()) == sorted(pins)
+        ops = h.manager.radio_operations(lock)
+        assert ops["bulk_write"] == 2 and "write" not in ops
 
 
 async def test_plan_matches_what_is_sent(protocol: str, tmp_path: Path) -> None:

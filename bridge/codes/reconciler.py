@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
@@ -35,6 +36,8 @@ class LockWorker:
         self.m = manager
         self.lock_id = lock_id
         self.failures = 0
+        # After a refused bulk write, until the lock is in sync again.
+        self.single_writes = False
 
     async def run(self) -> None:
         wake = self.m.wake_event(self.lock_id)
@@ -77,8 +80,13 @@ class LockWorker:
                 operations = self.m.plan_for(lock)
                 if not operations:
                     self.failures = 0
+                    self.single_writes = False
                     return None
-                await self._execute(lock, operations[0])
+                batch = self._bulk(lock, operations)
+                if len(batch) > 1:
+                    await self._write_many(lock, batch)
+                else:
+                    await self._execute(lock, operations[0])
                 self.failures = 0
             except LockOfflineError:
                 await self._mark_offline()
@@ -87,6 +95,14 @@ class LockWorker:
                 return await self._failed(err)
 
     # Operations
+
+    def _bulk(self, lock: Lock, operations: list[Operation]) -> list[Operation]:
+        """The writes at the head of the plan that may go to the lock in one operation."""
+        if self.single_writes:
+            return []
+        limit = self._driver().bulk_write_limit(lock.identity.native_id)
+        batch = list(itertools.takewhile(lambda op: op.kind == "write", operations))
+        return batch[:limit]
 
     async def _execute(self, lock: Lock, op: Operation) -> None:
         native_id = lock.identity.native_id
@@ -111,27 +127,32 @@ class LockWorker:
         else:
             await self._confirm(lock, driver, code, op.slot)
 
-    async def _write(self, lock: Lock, driver: LockDriver, code: AccessCode, slot: int) -> None:
-        native = self.m.native(lock, code)
+    def _claim(self, lock: Lock, code: AccessCode, slot: int) -> tuple[SlotState, SlotWrite]:
+        """Make the slot the code's (in memory); the caller persists it before the write leaves."""
         state = SlotState(slot, code.access_code_id, code.revision, "pending_write")
         code.slot = slot
         code.status = "setting"
-        # The slot is ours before the write leaves: a crash now leaves no orphan behind.
-        await self.m.store.apply(
-            [
-                self.m.code_row(code),
-                Row("code_slots", (self.lock_id, slot), state.to_json(self.lock_id)),
-            ]
-        )
         self.m.slots.setdefault(self.lock_id, {})[slot] = state
-        self.m.registry.touch(self.lock_id)
         request = SlotWrite(
             slot=slot,
             code=code.code,
             schedule=schedule.native_schedule(code, self.m.lock_zone(self.lock_id))
-            if native
+            if self.m.native(lock, code)
             else None,
         )
+        return state, request
+
+    def _claim_rows(self, code: AccessCode, state: SlotState) -> list[Row]:
+        return [
+            self.m.code_row(code),
+            Row("code_slots", (self.lock_id, state.slot), state.to_json(self.lock_id)),
+        ]
+
+    async def _write(self, lock: Lock, driver: LockDriver, code: AccessCode, slot: int) -> None:
+        state, request = self._claim(lock, code, slot)
+        # The slot is ours before the write leaves: a crash now leaves no orphan behind.
+        await self.m.store.apply(self._claim_rows(code, state))
+        self.m.registry.touch(self.lock_id)
         self.m.count(self.lock_id, "write")
         try:
             await _bounded(driver.write_slot(lock.identity.native_id, request))
@@ -144,13 +165,52 @@ class LockWorker:
             )
             self.m.emit(code, "access_code.failed_to_set_on_device", error_code=err.reason)
             return
+        await self._written(lock, code, state)
+
+    async def _write_many(self, lock: Lock, batch: list[Operation]) -> None:
+        """Several codes in one radio operation, on locks that take them so."""
+        targets = [(self.m.codes[op.access_code_id], op.slot) for op in batch if op.access_code_id]
+        codes = [code for code, _ in targets]
+        claims = [self._claim(lock, code, slot) for code, slot in targets]
+        rows = [
+            row
+            for code, (state, _) in zip(codes, claims, strict=True)
+            for row in self._claim_rows(code, state)
+        ]
+        await self.m.store.apply(rows)
+        self.m.registry.touch(self.lock_id)
+        self._current = batch[0]
+        self.m.count(self.lock_id, "bulk_write")
+        try:
+            await _bounded(
+                self._driver().write_slots(lock.identity.native_id, [r for _, r in claims])
+            )
+        except CodeSlotError as err:
+            # The lock does not say which code it refused: one by one, the culprit shows.
+            log.info(
+                "%s refused a bulk write (%s); writing one code at a time", self.lock_id, err.reason
+            )
+            self.single_writes = True
+            for state, _ in claims:
+                state.revision = -1
+            await self.m.store.apply(
+                [
+                    Row("code_slots", (self.lock_id, s.slot), s.to_json(self.lock_id))
+                    for s, _ in claims
+                ]
+            )
+            return
+        for code, (state, _) in zip(codes, claims, strict=True):
+            await self._written(lock, code, state)
+
+    async def _written(self, lock: Lock, code: AccessCode, state: SlotState) -> None:
         if self.m.view(lock).can_read:
             state.phase = "written"
             await self.m.store.apply(
-                [Row("code_slots", (self.lock_id, slot), state.to_json(self.lock_id))]
+                [Row("code_slots", (self.lock_id, state.slot), state.to_json(self.lock_id))]
             )
             return
-        await self._set(code, state, native=native)
+        await self._set(code, state, native=self.m.native(lock, code))
 
     async def _confirm(self, lock: Lock, driver: LockDriver, code: AccessCode, slot: int) -> None:
         state = self.m.slots[self.lock_id][slot]
