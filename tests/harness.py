@@ -19,11 +19,18 @@ from bridge.codes.api import CodeApi
 from bridge.codes.clock import FakeClock
 from bridge.codes.manager import CodeManager
 from bridge.codes.vault import Vault
-from bridge.config import Config, ZigbeeConfig, ZigbeeSimulatorConfig
+from bridge.config import (
+    BleConfig,
+    BleSimulatorConfig,
+    Config,
+    ZigbeeConfig,
+    ZigbeeSimulatorConfig,
+)
 from bridge.driver import LockDriver, SimulatorControl
 from bridge.model import Event
 from bridge.registry import LockRegistry
 from bridge.store import Store
+from drivers.ble import BleDriver
 from drivers.zigbee import ZigbeeDriver
 
 START = datetime.fromisoformat("2026-03-24T08:00:00+01:00")  # a Tuesday, before the DST change
@@ -41,6 +48,23 @@ def zigbee_config(**simulator: Any) -> dict[str, Any]:
     }
 
 
+def ble_config(*, driver: dict[str, Any] | None = None, **simulator: Any) -> dict[str, Any]:
+    """Simulated Nuki locks, paired on discovery; `driver` overrides BleConfig options."""
+    options = {"locks": 2, "latency_ms": 0, "seed": 11, "timezone": "Europe/Berlin", **simulator}
+    settings: dict[str, Any] = {
+        "enabled": True,
+        "backend": "simulator",
+        "pair_in_pairing_mode": True,
+        "keypad_slots": options.get("slots", 100),
+        "command_timeout": 2,
+        "connect_timeout": 1,
+        "retries": 0,
+        "retry_delay": 0.01,
+        **(driver or {}),
+    }
+    return {"ble": BleConfig(**settings, simulator=BleSimulatorConfig(**options))}
+
+
 class Harness:
     def __init__(self, state_dir: Path, config: Config, clock: FakeClock) -> None:
         self.state_dir = state_dir
@@ -55,7 +79,11 @@ class Harness:
         vault = Vault.open(self.state_dir)
         self.manager = CodeManager(self.registry, self.store, vault, self.config, clock=self.clock)
         await self.manager.load()
-        self.driver: LockDriver = ZigbeeDriver(self.registry, self.config.zigbee, self.state_dir)
+        self.driver: LockDriver = (
+            BleDriver(self.registry, self.config.ble, self.state_dir)
+            if self.config.ble.enabled
+            else ZigbeeDriver(self.registry, self.config.zigbee, self.state_dir)
+        )
         self.registry.attach(self.driver)
         self.api = Api(
             self.registry,
