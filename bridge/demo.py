@@ -13,7 +13,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bridge.broker import EmbeddedBroker
-from bridge.config import Config, MqttConfig, ZigbeeConfig, ZigbeeSimulatorConfig
+from bridge.config import (
+    BleConfig,
+    BleSimulatorConfig,
+    Config,
+    MqttConfig,
+    ZigbeeConfig,
+    ZigbeeSimulatorConfig,
+)
 from bridge.daemon import Bridge
 from bridge.logs import setup_logging
 
@@ -41,6 +48,12 @@ def demo_config(args: argparse.Namespace, host: str, port: int, state_dir: Path)
             enabled=args.zigbee > 0,
             radio="simulator",
             simulator=ZigbeeSimulatorConfig(locks=args.zigbee, seed=1),
+        ),
+        ble=BleConfig(
+            enabled=args.ble > 0,
+            backend="simulator",
+            pair_in_pairing_mode=True,
+            simulator=BleSimulatorConfig(locks=args.ble, seed=1),
         ),
     )
 

@@ -142,9 +142,11 @@ class Harness:
                 if not busy:
                     break
                 await asyncio.sleep(0.01)
-        # Let the last confirmation's bookkeeping and events finish.
+        # Let the last confirmation's bookkeeping and events finish (the store's writes
+        # hop to a thread, so yielding alone is not always enough).
         for _ in range(20):
             await asyncio.sleep(0)
+        await asyncio.sleep(0.02)
         self.collect()
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:

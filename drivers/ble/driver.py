@@ -90,18 +90,7 @@ class BleDriver(LockDriver):
 
     async def start(self) -> None:
         self._state = "starting"
-        await asyncio.to_thread(self._state_dir.mkdir, parents=True, exist_ok=True)
-        self._vault = await asyncio.to_thread(Vault.open, self._state_dir)
-        await asyncio.to_thread(self._load)
-        if self._config.backend == "simulator":
-            module = importlib.import_module("simulators.ble.air")
-            options = {
-                **self._config.simulator.model_dump(),
-                "state_file": str(self._state_dir / "ble-simulator.json"),
-            }
-            self._air = module.SimulatedAir(options)
-            await self._air.start()
-            self._client_backend, self._scanner_backend = self._air.backends()
+        await self.prepare()
         for native in self._creds:
             self._spawn(self._adopt(native), f"ble-adopt-{native}")
         try:
@@ -117,6 +106,21 @@ class BleDriver(LockDriver):
         self._scanner = scanner
         await self._settle()
         self._state = "running"
+
+    async def prepare(self) -> None:
+        """Load the stored credentials and bring up the simulated air space if configured."""
+        await asyncio.to_thread(self._state_dir.mkdir, parents=True, exist_ok=True)
+        self._vault = await asyncio.to_thread(Vault.open, self._state_dir)
+        await asyncio.to_thread(self._load)
+        if self._config.backend == "simulator":
+            module = importlib.import_module("simulators.ble.air")
+            options = {
+                **self._config.simulator.model_dump(),
+                "state_file": str(self._state_dir / "ble-simulator.json"),
+            }
+            self._air = module.SimulatedAir(options)
+            await self._air.start()
+            self._client_backend, self._scanner_backend = self._air.backends()
 
     async def _settle(self) -> None:
         """Wait (bounded) until known locks are read and simulated locks in pairing mode paired."""

@@ -8,7 +8,6 @@ costs one listing, not one read per slot.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from bridge.driver import SlotReading, SlotWrite
@@ -53,7 +52,7 @@ class KeypadSlots:
         listing = {code.code_id: code for code in codes}
         self._listings[native] = listing
         if self._driver.book.adopt(native, set(listing), self._range()):
-            await asyncio.to_thread(self._driver.book.save)
+            await self._driver.book.save()
         return listing
 
     async def read(self, native: str, slot: int) -> SlotReading:
@@ -107,7 +106,7 @@ class KeypadSlots:
                     lock_id=native,
                 ) from err
             finally:
-                await asyncio.to_thread(self._driver.book.save)
+                await self._driver.book.save()
 
         await self._driver._with_session(native, work, f"write slot {request.slot}")
 
@@ -130,7 +129,7 @@ class KeypadSlots:
                         lock_id=native,
                     ) from err
             self._driver.book.release(native, slot)
-            await asyncio.to_thread(self._driver.book.save)
+            await self._driver.book.save()
 
         await self._driver._with_session(native, work, f"clear slot {slot}")
 
@@ -150,7 +149,7 @@ class KeypadSlots:
         cursor = max((e.index for e in entries), default=book.log_cursor or 0)
         if cursor != book.log_cursor:
             book.log_cursor = cursor
-            await asyncio.to_thread(self._driver.book.save)
+            await self._driver.book.save()
         reported = False
         if fresh:
             slots = {code: slot for slot, code in book.slots.items()}

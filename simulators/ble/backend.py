@@ -77,6 +77,7 @@ class BumbleClient(BaseBleakClient):
         self._connection: Connection | None = None
         self._peer: Peer | None = None
         self._mtu = 23
+        self._gone = asyncio.Event()
 
     @property
     def mtu_size(self) -> int:
@@ -101,6 +102,7 @@ class BumbleClient(BaseBleakClient):
         except core.BaseBumbleError as err:
             raise BleakError(f"connecting to {self.address} failed: {err}") from err
         self._connection = connection
+        self._gone.clear()
         connection.on(connection.EVENT_DISCONNECTION, self._on_disconnection)
         try:
             async with asyncio.timeout(self._timeout):
@@ -136,6 +138,7 @@ class BumbleClient(BaseBleakClient):
         was_connected = self._connection is not None
         self._connection = None
         self._peer = None
+        self._gone.set()
         if was_connected and self._disconnected_callback is not None:
             self._disconnected_callback()
 
@@ -199,12 +202,27 @@ class BumbleClient(BaseBleakClient):
         await self._io(proxy.unsubscribe())
 
     async def _io[T](self, work: Any) -> T:
-        self._require()
+        """One GATT operation; like BlueZ, it fails at once when the link drops meanwhile."""
         try:
-            result: T = await work
+            self._require()
+        except BleakError:
+            work.close()
+            raise
+        operation: asyncio.Task[T] = asyncio.ensure_future(work)
+        gone = asyncio.ensure_future(self._gone.wait())
+        try:
+            await asyncio.wait({operation, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not operation.done():
+                operation.cancel()
+                await asyncio.gather(operation, return_exceptions=True)
+        if operation.cancelled():
+            raise BleakError(f"{self.address}: disconnected")
+        try:
+            return operation.result()
         except core.BaseBumbleError as err:
             raise BleakError(f"{self.address}: {err}") from err
-        return result
 
 
 class BumbleScanner(BaseBleakScanner):

@@ -8,8 +8,10 @@ lowest free slots, where the code-slot manager sees them as unmanaged codes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,7 @@ class SlotBook:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._locks: dict[str, LockBook] = {}
+        self._file_lock = threading.Lock()
 
     def load(self) -> None:
         if not self._path.exists():
@@ -81,14 +84,21 @@ class SlotBook:
                 entry.get("log_cursor"),
             )
 
-    def save(self) -> None:
-        raw = {
-            native_id: {"slots": book.slots, "log_cursor": book.log_cursor}
-            for native_id, book in self._locks.items()
-        }
-        temporary = self._path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(raw), encoding="utf-8")
-        os.replace(temporary, self._path)
+    async def save(self) -> None:
+        """Write the bindings (in a thread); concurrent saves write one after another."""
+        text = json.dumps(
+            {
+                native_id: {"slots": book.slots, "log_cursor": book.log_cursor}
+                for native_id, book in self._locks.items()
+            }
+        )
+        await asyncio.to_thread(self._write, text)
+
+    def _write(self, text: str) -> None:
+        with self._file_lock:
+            temporary = self._path.with_suffix(".tmp")
+            temporary.write_text(text, encoding="utf-8")
+            os.replace(temporary, self._path)
 
     def book(self, native_id: str) -> LockBook:
         return self._locks.setdefault(native_id, LockBook())

@@ -118,10 +118,15 @@ class NukiSession:
         if not self._client.is_connected:
             raise TransientError(f"Nuki {self.address}: the connection dropped")
         try:
-            if uuid not in self._subscribed:
-                await self._client.start_notify(uuid, self._received)
-                self._subscribed.add(uuid)
-            await self._client.write_gatt_char(uuid, frame, response=True)
+            async with asyncio.timeout(self._timeout):
+                if uuid not in self._subscribed:
+                    await self._client.start_notify(uuid, self._received)
+                    self._subscribed.add(uuid)
+                await self._client.write_gatt_char(uuid, frame, response=True)
+        except TimeoutError as err:
+            raise DeviceTimeoutError(
+                f"Nuki {self.address}: write not acknowledged within {self._timeout:g} s"
+            ) from err
         except BleakError as err:
             raise TransientError(f"Nuki {self.address}: write failed: {err}") from err
 
