@@ -86,9 +86,11 @@ def instructions(bridge: Bridge, host: str, port: int, elapsed: float) -> str:
         ),
         pub(
             f"{base}/simulator/request/add_code",
-            f'{{"lock_id": "{lock_id}", "slot": 1, "pin": "2468"}}',
+            f'{{"lock_id": "{lock_id}", "slot": 1, "pin": "246813"}}',
         ),
-        pub(f"{base}/simulator/request/keypad_entry", f'{{"lock_id": "{lock_id}", "pin": "2468"}}'),
+        pub(
+            f"{base}/simulator/request/keypad_entry", f'{{"lock_id": "{lock_id}", "pin": "246813"}}'
+        ),
         pub(f"{base}/simulator/request/keypad_entry", f'{{"lock_id": "{lock_id}", "pin": "0000"}}'),
         pub(f"{base}/simulator/request/manual_lock", f'{{"lock_id": "{lock_id}"}}'),
         pub(f"{base}/simulator/request/door", f'{{"lock_id": "{lock_id}", "open": true}}'),
