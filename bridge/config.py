@@ -149,6 +149,8 @@ class BleConfig(_Strict):
     command_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
     retries: Annotated[int, Field(ge=0, le=10)] = 3
     retry_delay: Annotated[float, Field(ge=0, le=60)] = 0.5
+    # A lock whose beacon was not heard for this many seconds is shown offline.
+    offline_after: Annotated[float, Field(gt=0, le=86_400)] = 300.0
     simulator: BleSimulatorConfig = BleSimulatorConfig()
 
     @field_validator("security_pin")

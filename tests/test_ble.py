@@ -362,3 +362,19 @@ def test_native_id_and_address_round_trip() -> None:
     from drivers.ble.driver import native_id  # noqa: PLC0415
 
     assert address_of(native_id("D4:0B:00:00:00:01")) == "D4:0B:00:00:00:01"
+
+
+async def test_a_silent_lock_goes_offline_without_radio_traffic(tmp_path: Path) -> None:
+    config = ble_config(locks=1, driver={"offline_after": 0.3})
+    async with harness(tmp_path, **config) as h:
+        (lock_id,) = h.lock_ids
+        native = h.native(lock_id)
+        sim = control(h)
+        await h.settle()
+        before = sim.radio_operations(native)
+        await sim.set_online(native, online=False)
+        await h.wait_online(lock_id, online=False)
+        await h.wait_event("device.disconnected")
+        assert sim.radio_operations(native) == before
+        await sim.set_online(native, online=True)
+        await h.wait_online(lock_id)

@@ -13,7 +13,9 @@ import asyncio
 import importlib
 import json
 import logging
+import os
 import random
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -85,6 +87,9 @@ class BleDriver(LockDriver):
         self._vault: Vault | None = None
         self._state = "stopped"
         self._progress = asyncio.Event()
+        self._file_lock = threading.Lock()
+        self._heard: dict[str, float] = {}
+        self._absence: asyncio.Task[None] | None = None
 
     # Lifecycle
 
@@ -104,6 +109,9 @@ class BleDriver(LockDriver):
             self._state = "failed"
             raise TransientError(f"Bluetooth adapter {self._config.adapter}: {err}") from err
         self._scanner = scanner
+        self._absence = asyncio.get_running_loop().create_task(
+            self._watch_absence(), name="ble-absence"
+        )
         await self._settle()
         self._state = "running"
 
@@ -138,6 +146,10 @@ class BleDriver(LockDriver):
             log.warning("BLE: some locks were not ready within %.0f s", SETTLE_TIMEOUT)
 
     async def stop(self) -> None:
+        absence, self._absence = self._absence, None
+        if absence is not None:
+            absence.cancel()
+            await asyncio.gather(absence, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -174,18 +186,25 @@ class BleDriver(LockDriver):
             raw = json.loads(self._vault.unseal(sealed, f"ble:{native}"))
             self._creds[native] = Credentials.from_json(raw)
 
-    def _save_credentials(self) -> None:
+    async def _save_credentials(self) -> None:
         assert self._vault is not None
         vault = self._vault
         sealed = {
             native: vault.seal(json.dumps(c.to_json()), f"ble:{native}")
             for native, c in self._creds.items()
         }
-        path = self._state_dir / CREDENTIALS_FILE
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(sealed), encoding="utf-8")
-        temporary.chmod(0o600)
-        temporary.replace(path)
+        await asyncio.to_thread(self._write_credentials, json.dumps(sealed))
+
+    def _write_credentials(self, text: str) -> None:
+        with self._file_lock:
+            path = self._state_dir / CREDENTIALS_FILE
+            temporary = path.with_suffix(".tmp")
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            temporary.replace(path)
 
     # Pairing
 
@@ -196,7 +215,7 @@ class BleDriver(LockDriver):
             async with self._session(address) as session:
                 creds = await session.pair()
             self._creds[native] = creds
-            await asyncio.to_thread(self._save_credentials)
+            await self._save_credentials()
         log.info("BLE: paired with Nuki %s as authorization %d", address, creds.auth_id)
         await self._adopt(native)
         return native
@@ -231,9 +250,21 @@ class BleDriver(LockDriver):
         beacon = adv.manufacturer_data.get(APPLE_COMPANY_ID, b"")
         if native not in self._creds or not beacon.startswith(BEACON_PREFIX + _BEACON_UUID):
             return
+        self._heard[native] = time.monotonic()
         news = bool(beacon[-1] & 0x01) or not self._online.get(native, False)
         if news and time.monotonic() >= self._quiet_until.get(native, 0.0):
             self._once(native, self._refresh(native), f"ble-refresh-{native}")
+
+    async def _watch_absence(self) -> None:
+        """Locks that stopped advertising are out of reach: show them offline (no radio use)."""
+        limit = self._config.offline_after
+        while True:
+            await asyncio.sleep(min(limit / 2, 30.0))
+            now = time.monotonic()
+            for native, online in list(self._online.items()):
+                if online and now - self._heard.get(native, now) > limit:
+                    log.info("BLE lock %s: no beacon for %.0f s", native, limit)
+                    self._set_online(native, online=False)
 
     async def _pair_quietly(self, address: str) -> None:
         try:
@@ -346,6 +377,7 @@ class BleDriver(LockDriver):
                     await asyncio.sleep(delay)
                     continue
                 self._set_online(native, online=True)
+                self._heard[native] = time.monotonic()
                 return result
 
     def _set_online(self, native: str, *, online: bool) -> None:

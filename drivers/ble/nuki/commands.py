@@ -106,17 +106,29 @@ async def _secured(
 
 
 async def list_codes(session: NukiSession, creds: Credentials, pin: int) -> list[wire.KeypadCode]:
-    answers = await _secured(
-        session,
-        creds,
-        pin,
-        Command.REQUEST_KEYPAD_CODES,
-        payload=struct.pack("<HH", 0, CODE_PAGE),
-        until=_COMPLETE,
-    )
-    return [
-        wire.unpack_keypad_code(body) for command, body in answers if command == Command.KEYPAD_CODE
-    ]
+    """Every keypad code, a page of `CODE_PAGE` per request."""
+    codes: list[wire.KeypadCode] = []
+    while True:
+        answers = await _secured(
+            session,
+            creds,
+            pin,
+            Command.REQUEST_KEYPAD_CODES,
+            payload=struct.pack("<HH", len(codes), CODE_PAGE),
+            until=_COMPLETE,
+        )
+        total = next(
+            (
+                struct.unpack("<H", body[:2])[0]
+                for c, body in answers
+                if c == Command.KEYPAD_CODE_COUNT
+            ),
+            0,
+        )
+        page = [wire.unpack_keypad_code(body) for c, body in answers if c == Command.KEYPAD_CODE]
+        codes.extend(page)
+        if not page or len(codes) >= total:
+            return codes
 
 
 async def add_code(
