@@ -18,6 +18,8 @@ from bridge.config import BleConfig, BleSimulatorConfig
 from bridge.driver import SlotWrite
 from drivers.ble.cli import _Quiet
 from drivers.ble.driver import BleDriver
+from drivers.ble.identity import native_id
+from simulators.ble.control import BleSimulatorControl
 
 
 def _pins(count: int) -> list[str]:
@@ -44,7 +46,9 @@ async def measure(latency_ms: float, rounds: int) -> dict[str, list[float]]:
         driver = BleDriver(_Quiet(), config, Path(state))
         await driver.start()
         try:
-            (native,) = [f"ble-{a.replace(':', '').lower()}" for a in driver._air.locks]
+            simulator = driver.simulator()
+            assert isinstance(simulator, BleSimulatorControl)
+            (native,) = [native_id(a) for a in simulator.air.locks]
             times: dict[str, list[float]] = {"lock/unlock": [], "add keypad code": []}
             for index in range(rounds):
                 started = time.perf_counter()

@@ -20,10 +20,11 @@ from bridge.cli import main as cli_main
 from bridge.codes.clock import FakeClock
 from bridge.errors import LockOfflineError, TransientError
 from drivers.ble.driver import BleDriver
+from drivers.ble.identity import address_of, native_id
 from drivers.ble.nuki import wire
 from drivers.ble.nuki.const import KEYTURNER_USDIO, Command, ErrorCode, LockAction, LockState
 from drivers.ble.nuki.session import NukiRefusal, NukiSession
-from simulators.ble.control import BleSimulatorControl, address_of
+from simulators.ble.control import BleSimulatorControl
 from tests.harness import START, Harness, ble_config, harness
 from tests.services import NUKI_TEST_PINS
 
@@ -359,8 +360,6 @@ async def clock_idle() -> None:
 
 
 def test_native_id_and_address_round_trip() -> None:
-    from drivers.ble.driver import native_id  # noqa: PLC0415
-
     assert address_of(native_id("D4:0B:00:00:00:01")) == "D4:0B:00:00:00:01"
 
 

@@ -33,6 +33,7 @@ from bridge.config import BleConfig
 from bridge.driver import DriverSink, LockDriver, SimulatorControl, SlotReading, SlotWrite
 from bridge.errors import LockOfflineError, TransientError
 from bridge.model import Capabilities, DriverEvent, EventType, LockIdentity, Method, StatusUpdate
+from drivers.ble.identity import native_id
 from drivers.ble.nuki import commands
 from drivers.ble.nuki.const import (
     APPLE_COMPANY_ID,
@@ -58,10 +59,6 @@ _BEACON_UUID = uuid.UUID(KEYTURNER_SERVICE).bytes
 # bleak logs GATT traffic at DEBUG; keep encrypted payloads out of the journal.
 if logging.getLogger("bleak").level in (logging.NOTSET, logging.DEBUG):
     logging.getLogger("bleak").setLevel(logging.INFO)
-
-
-def native_id(address: str) -> str:
-    return f"ble-{address.replace(':', '').lower()}"
 
 
 class BleDriver(LockDriver):
@@ -278,7 +275,7 @@ class BleDriver(LockDriver):
             can_program_access_codes=self._pin is not None,
             can_read_access_codes=self._pin is not None,
             supports_native_scheduling=True,
-            slot_range=(1, self._config.keypad_slots),
+            slot_range=self.slot_range,
             code_rules=CODE_RULES,
         )
         self._sink.lock_added(
@@ -291,7 +288,7 @@ class BleDriver(LockDriver):
         """Fetch what changed at the lock: its state, new log entries, and if nothing else
         explains the beacon, its keypad codes."""
         try:
-            await self._with_session(native, self.keypad.fetch_news, "refresh")
+            await self.with_session(native, self.keypad.fetch_news, "refresh")
         except (TransientError, LockOfflineError) as err:
             log.info("BLE lock %s: refresh failed: %s", native, err.message)
         finally:
@@ -312,7 +309,7 @@ class BleDriver(LockDriver):
             if states is not None:
                 self._sink.lock_status(native, commands.status_update(states))
 
-        await self._with_session(native, work, action.name.lower())
+        await self.with_session(native, work, action.name.lower())
         event = EventType.LOCK_LOCKED if action == LockAction.LOCK else EventType.LOCK_UNLOCKED
         self._sink.lock_event(native, DriverEvent(event, {"method": Method.REMOTE.value}))
         return True
@@ -330,6 +327,14 @@ class BleDriver(LockDriver):
     def security_pin(self) -> int | None:
         return self._pin
 
+    @property
+    def sink(self) -> DriverSink:
+        return self._sink
+
+    @property
+    def slot_range(self) -> tuple[int, int]:
+        return (1, self._config.keypad_slots)
+
     def credentials(self, native: str) -> Credentials:
         creds = self._creds.get(native)
         if creds is None:
@@ -346,7 +351,7 @@ class BleDriver(LockDriver):
             connect_timeout=self._config.connect_timeout,
         )
 
-    async def _with_session[T](
+    async def with_session[T](
         self,
         native: str,
         work: Callable[[NukiSession, Credentials], Awaitable[T]],

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from bridge.driver import SlotReading, SlotWrite
 from bridge.errors import CodeSlotError, UnsupportedError
+from drivers.ble.identity import native_id
 from drivers.ble.nuki import commands, wire
 from drivers.ble.nuki.const import ErrorCode
 from drivers.ble.nuki.keypad import code_number, time_limit
@@ -41,9 +42,6 @@ class KeypadSlots:
             )
         return pin
 
-    def _range(self) -> tuple[int, int]:
-        return (1, self._driver._config.keypad_slots)
-
     async def _listing(
         self, native: str, session: NukiSession, creds: Credentials
     ) -> dict[int, wire.KeypadCode]:
@@ -51,14 +49,14 @@ class KeypadSlots:
         codes = await commands.list_codes(session, creds, self._pin(native))
         listing = {code.code_id: code for code in codes}
         self._listings[native] = listing
-        if self._driver.book.adopt(native, set(listing), self._range()):
+        if self._driver.book.adopt(native, set(listing), self._driver.slot_range):
             await self._driver.book.save()
         return listing
 
     async def read(self, native: str, slot: int) -> SlotReading:
         listing = self._listings.get(native)
         if listing is None:
-            listing = await self._driver._with_session(
+            listing = await self._driver.with_session(
                 native, lambda s, c: self._listing(native, s, c), f"read slot {slot}"
             )
         code_id = self._driver.book.code_id(native, slot)
@@ -108,7 +106,7 @@ class KeypadSlots:
             finally:
                 await self._driver.book.save()
 
-        await self._driver._with_session(native, work, f"write slot {request.slot}")
+        await self._driver.with_session(native, work, f"write slot {request.slot}")
 
     async def clear(self, native: str, slot: int) -> None:
         pin = self._pin(native)
@@ -131,11 +129,11 @@ class KeypadSlots:
             self._driver.book.release(native, slot)
             await self._driver.book.save()
 
-        await self._driver._with_session(native, work, f"clear slot {slot}")
+        await self._driver.with_session(native, work, f"clear slot {slot}")
 
     async def fetch_news(self, session: NukiSession, creds: Credentials) -> None:
-        native = _native(self._driver, creds)
-        sink = self._driver._sink
+        native = native_id(creds.address)
+        sink = self._driver.sink
         self._driver.count_radio_operation(native)
         states = await commands.read_states(session, creds)
         sink.lock_status(native, commands.status_update(states))
@@ -170,9 +168,3 @@ class KeypadSlots:
             for slot, code_id in list(book.slots.items()):
                 if before.get(code_id) != after.get(code_id):
                     sink.slot_changed(native, slot)
-
-
-def _native(driver: BleDriver, creds: Credentials) -> str:
-    from drivers.ble.driver import native_id  # noqa: PLC0415
-
-    return native_id(creds.address)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.driver import SimulatorControl
 from bridge.errors import InvalidPayloadError, LockNotFoundError
+from drivers.ble.identity import address_of
 from drivers.ble.nuki import wire
 from drivers.ble.nuki.const import DoorSensor, LockAction, Trigger
 from simulators.ble.air import SimulatedAir
@@ -19,11 +20,6 @@ from simulators.ble.peripheral import NukiPeripheral
 
 if TYPE_CHECKING:
     from drivers.ble.driver import BleDriver
-
-
-def address_of(native_id: str) -> str:
-    digits = native_id.removeprefix("ble-").upper()
-    return ":".join(digits[i : i + 2] for i in range(0, len(digits), 2))
 
 
 class BleSimulatorControl(SimulatorControl):

@@ -55,6 +55,8 @@ class NukiPeripheral:
         self.device.add_service(gatt.Service(KEYTURNER_SERVICE, [self._gdio, self._usdio]))
         self.device.on(self.device.EVENT_CONNECTION, self._on_connection)
         self._connections: set[Connection] = set()
+        # Answers being indicated, per connection: they end when the link drops.
+        self._answering: dict[Connection, set[asyncio.Task[object]]] = {}
 
     @staticmethod
     def _characteristic(
@@ -136,6 +138,8 @@ class NukiPeripheral:
         def gone(*_: object) -> None:
             self._connections.discard(connection)
             self.lock.forget(connection)
+            for task in self._answering.pop(connection, set()):
+                task.cancel()
 
         connection.on(connection.EVENT_DISCONNECTION, gone)
 
@@ -152,10 +156,18 @@ class NukiPeripheral:
         characteristic: gatt.Characteristic[bytes],
         replies: list[bytes],
     ) -> None:
-        if self._latency:
-            await asyncio.sleep(self._latency)
-        for reply in replies:
-            await self.device.indicate_subscriber(connection, characteristic, reply)
+        task = asyncio.current_task()
+        if task is None or connection not in self._connections:
+            return
+        answering = self._answering.setdefault(connection, set())
+        answering.add(task)
+        try:
+            if self._latency:
+                await asyncio.sleep(self._latency)
+            for reply in replies:
+                await self.device.indicate_subscriber(connection, characteristic, reply)
+        finally:
+            answering.discard(task)
 
     async def _dropped(self, connection: Connection) -> bool:
         """Connection trouble on demand: the lock goes away before it answers."""
