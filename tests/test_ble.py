@@ -258,6 +258,22 @@ async def test_connection_drops_mid_command_are_retried(tmp_path: Path) -> None:
         assert await h.driver.lock(native) is True
 
 
+async def test_a_code_added_whose_answer_was_lost_is_not_added_twice(tmp_path: Path) -> None:
+    config = ble_config(locks=1, driver={"retries": 2, "retry_delay": 0.01})
+    async with harness(tmp_path, **config) as h:
+        (lock_id,) = h.lock_ids
+        native = h.native(lock_id)
+        sim = control(h)
+        await h.settle()
+        sim.lose_answers(native, 1)
+        data = await h.ok("access_code/create", lock_id=lock_id, code=PIN_A)
+        await h.settle()
+        slots = await sim.slots(native)
+        assert [(s["slot"], s["code_id"], s["code"]) for s in slots] == [(1, 1, PIN_A)]
+        stored = await h.ok("access_code/get", access_code_id=data["access_code"]["access_code_id"])
+        assert stored["access_code"]["status"] == "set" and stored["access_code"]["slot"] == 1
+
+
 # What the lock does by itself
 
 

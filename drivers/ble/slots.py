@@ -43,11 +43,13 @@ class KeypadSlots:
         return pin
 
     async def _listing(
-        self, native: str, session: NukiSession, creds: Credentials
+        self, native: str, session: NukiSession, creds: Credentials, *, adopt: bool = True
     ) -> dict[int, wire.KeypadCode]:
         self._driver.count_radio_operation(native)
         codes = await commands.list_codes(session, creds, self._pin(native))
         listing = {code.code_id: code for code in codes}
+        if not adopt:
+            return listing
         self._listings[native] = listing
         if self._driver.book.adopt(native, set(listing), self._driver.slot_range):
             await self._driver.book.save()
@@ -87,9 +89,23 @@ class KeypadSlots:
                             raise
                         # The code is gone from the lock: add it afresh.
                         self._driver.book.release(native, request.slot)
-                new_id = await commands.add_code(
-                    session, creds, pin, code=number, name=CODE_NAME, limit=limit
-                )
+                try:
+                    new_id = await commands.add_code(
+                        session, creds, pin, code=number, name=CODE_NAME, limit=limit
+                    )
+                except NukiRefusal as err:
+                    if err.error != ErrorCode.K_CODE_ALREADY_EXISTS:
+                        raise
+                    # Perhaps our own add, whose answer a dropped link swallowed.
+                    new_id = await self._orphan_with(native, session, creds, number, err)
+                    self._driver.book.bind(native, request.slot, new_id)
+                    await commands.update_code(
+                        session,
+                        creds,
+                        pin,
+                        wire.KeypadCode(new_id, number, CODE_NAME, request.enabled, limit),
+                    )
+                    return
                 self._driver.book.bind(native, request.slot, new_id)
                 if not request.enabled:
                     entry = wire.KeypadCode(new_id, number, CODE_NAME, False, limit)
@@ -107,6 +123,22 @@ class KeypadSlots:
                 await self._driver.book.save()
 
         await self._driver.with_session(native, work, f"write slot {request.slot}")
+
+    async def _orphan_with(
+        self,
+        native: str,
+        session: NukiSession,
+        creds: Credentials,
+        number: int,
+        refusal: NukiRefusal,
+    ) -> int:
+        """The id of a code with this PIN that no slot owns; else the refusal stands."""
+        listing = await self._listing(native, session, creds, adopt=False)
+        owned = set(self._driver.book.book(native).slots.values())
+        for entry in listing.values():
+            if entry.code == number and entry.code_id not in owned:
+                return entry.code_id
+        raise refusal
 
     async def clear(self, native: str, slot: int) -> None:
         pin = self._pin(native)

@@ -84,6 +84,10 @@ class BleSimulatorControl(SimulatorControl):
         """Connection trouble on demand: the lock drops the next `count` connections mid-command."""
         self.peripheral(native_id).drop_next = count
 
+    def lose_answers(self, native_id: str, count: int) -> None:
+        """The lock carries out the next `count` commands, then drops the link unanswered."""
+        self.peripheral(native_id).drop_answers = count
+
     async def slots(self, native_id: str) -> list[dict[str, Any]]:
         lock = self.peripheral(native_id).lock
         result = []

@@ -40,6 +40,7 @@ class NukiPeripheral:
         self.address = address
         self.online = True
         self.drop_next = 0
+        self.drop_answers = 0
         self._latency = latency
         self._link = link
         self._controller = Controller(f"nuki-{address}", link=link, public_address=address)
@@ -191,7 +192,13 @@ class NukiPeripheral:
         if await self._dropped(connection):
             return
         was_changed = self.lock.state_changed
+        operations = self.lock.operations
         replies = self.lock.keyturner(connection, bytes(value))
+        if self.drop_answers > 0 and self.lock.operations > operations:
+            # Done, but the link drops before the answer: the client cannot know it worked.
+            self.drop_answers -= 1
+            await self._disconnect(connection)
+            return
         await self._answer(connection, self._usdio, replies)
         if was_changed != self.lock.state_changed:
             await self.advertise()

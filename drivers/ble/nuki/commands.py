@@ -178,9 +178,19 @@ async def read_log(
 ) -> list[wire.LogEntry]:
     """Entries newer than `after`, oldest first; with `after` None, just the newest one."""
     if after is None:
-        payload = struct.pack("<IHBB", 0, 1, 1, 0)
-    else:
-        payload = struct.pack("<IHBB", after + 1, count, 0, 0)
+        return await _log_page(session, creds, pin, struct.pack("<IHBB", 0, 1, 1, 0))
+    entries: list[wire.LogEntry] = []
+    while True:
+        start = max((e.index for e in entries), default=after) + 1
+        page = await _log_page(session, creds, pin, struct.pack("<IHBB", start, count, 0, 0))
+        entries.extend(page)
+        if len(page) < count:
+            return entries
+
+
+async def _log_page(
+    session: NukiSession, creds: Credentials, pin: int, payload: bytes
+) -> list[wire.LogEntry]:
     answers = await _secured(
         session, creds, pin, Command.REQUEST_LOG_ENTRIES, payload=payload, until=_COMPLETE
     )
