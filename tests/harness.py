@@ -26,12 +26,11 @@ from bridge.config import (
     ZigbeeConfig,
     ZigbeeSimulatorConfig,
 )
+from bridge.daemon import load_driver
 from bridge.driver import LockDriver, SimulatorControl
 from bridge.model import Event
 from bridge.registry import LockRegistry
 from bridge.store import Store
-from drivers.ble import BleDriver
-from drivers.zigbee import ZigbeeDriver
 
 START = datetime.fromisoformat("2026-03-24T08:00:00+01:00")  # a Tuesday, before the DST change
 
@@ -79,11 +78,8 @@ class Harness:
         vault = Vault.open(self.state_dir)
         self.manager = CodeManager(self.registry, self.store, vault, self.config, clock=self.clock)
         await self.manager.load()
-        self.driver: LockDriver = (
-            BleDriver(self.registry, self.config.ble, self.state_dir)
-            if self.config.ble.enabled
-            else ZigbeeDriver(self.registry, self.config.zigbee, self.state_dir)
-        )
+        protocol = "ble" if self.config.ble.enabled else "zigbee"
+        self.driver: LockDriver = load_driver(protocol, self.registry, self.config)
         self.registry.attach(self.driver)
         self.api = Api(
             self.registry,
