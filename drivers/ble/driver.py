@@ -86,6 +86,7 @@ class BleDriver(LockDriver):
         self._progress = asyncio.Event()
         self._file_lock = threading.Lock()
         self._heard: dict[str, float] = {}
+        self._devices: dict[str, BLEDevice] = {}  # by address, as last advertised
         self._absence: asyncio.Task[None] | None = None
 
     # Lifecycle
@@ -240,6 +241,7 @@ class BleDriver(LockDriver):
     def _advertised(self, device: BLEDevice, adv: AdvertisementData) -> None:
         address = device.address.upper()
         native = native_id(address)
+        self._devices[address] = device
         if PAIRING_SERVICE in adv.service_uuids:
             if native not in self._creds and self._config.pair_in_pairing_mode:
                 self._once(native, self._pair_quietly(address), f"ble-pair-{native}")
@@ -349,6 +351,8 @@ class BleDriver(LockDriver):
             backend=self._client_backend,
             timeout=self._config.command_timeout,
             connect_timeout=self._config.connect_timeout,
+            device=self._devices.get(address),
+            adapter=self._config.adapter,
         )
 
     async def with_session[T](

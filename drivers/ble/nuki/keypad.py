@@ -32,6 +32,9 @@ CODE_RULES = CodeRules(
 
 
 def code_number(pin: str) -> int:
+    """The code as Nuki carries it (an integer); never echo the PIN in an error."""
+    if len(pin) != 6 or not pin.isdigit():
+        raise CodeSlotError("a Nuki keypad code has six digits", reason="code_constraints_violated")
     return int(pin)
 
 

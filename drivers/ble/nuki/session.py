@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bleak import BleakClient
 from bleak.backends.client import BaseBleakClient
+from bleak.backends.device import BLEDevice
 from bleak.exc import BleakDeviceNotFoundError, BleakError
 from nacl.public import PrivateKey
 
@@ -85,14 +85,21 @@ class NukiSession:
         backend: type[BaseBleakClient] | None,
         timeout: float,
         connect_timeout: float,
-        on_message: Callable[[], None] | None = None,
+        device: BLEDevice | None = None,
+        adapter: str | None = None,
     ) -> None:
         self.address = address
         self._timeout = timeout
-        self._client = BleakClient(address, self._dropped, timeout=connect_timeout, backend=backend)
+        # The device as the scanner last saw it spares BlueZ a discovery of its own.
+        self._client = BleakClient(
+            device or address,
+            self._dropped,
+            timeout=connect_timeout,
+            backend=backend,
+            bluez={"adapter": adapter} if adapter else {},
+        )
         self._inbox: asyncio.Queue[bytes] = asyncio.Queue()
         self._subscribed: set[str] = set()
-        self._on_message = on_message
 
     async def __aenter__(self) -> NukiSession:
         try:
@@ -215,13 +222,11 @@ class NukiSession:
                         f"Nuki {self.address}: an answer did not decrypt"
                     ) from None
             if answer == Command.ERROR_REPORT:
-                raise NukiRefusal(body[0], command)
+                raise NukiRefusal(body[0] if body else ErrorCode.UNKNOWN, command)
             answers.append((answer, body))
             if answer in until and not (
                 answer == Command.STATUS and body[:1] == bytes([Status.ACCEPTED])
             ):
-                if self._on_message:
-                    self._on_message()
                 return answers
 
     async def challenge(self, creds: Credentials) -> bytes:
