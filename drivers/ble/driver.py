@@ -31,7 +31,7 @@ from bleak.exc import BleakError
 from bridge.codes.vault import Vault
 from bridge.config import BleConfig
 from bridge.driver import DriverSink, LockDriver, SimulatorControl, SlotReading, SlotWrite
-from bridge.errors import LockOfflineError, TransientError
+from bridge.errors import LockbridgeError, LockOfflineError, TransientError
 from bridge.model import Capabilities, DriverEvent, EventType, LockIdentity, Method, StatusUpdate
 from drivers.ble.identity import native_id
 from drivers.ble.nuki import commands
@@ -54,6 +54,7 @@ SLOTS_FILE = "ble-keypad.json"
 SETTLE_TIMEOUT = 10.0
 # A flagged beacon is still on the air for a moment after the news was fetched.
 BEACON_QUIET = 0.5
+MAX_REFRESH_PAUSE = 60.0
 _BEACON_UUID = uuid.UUID(KEYTURNER_SERVICE).bytes
 
 # bleak logs GATT traffic at DEBUG; keep encrypted payloads out of the journal.
@@ -88,6 +89,7 @@ class BleDriver(LockDriver):
         self._heard: dict[str, float] = {}
         self._devices: dict[str, BLEDevice] = {}  # by address, as last advertised
         self._absence: asyncio.Task[None] | None = None
+        self._refresh_failures: dict[str, int] = {}
 
     # Lifecycle
 
@@ -130,7 +132,7 @@ class BleDriver(LockDriver):
 
     async def _settle(self) -> None:
         """Wait (bounded) until known locks are read and simulated locks in pairing mode paired."""
-        expected = set(self._air.locks) if self._air is not None else set()
+        expected = self._air.in_pairing_mode() if self._air is not None else set()
         try:
             async with asyncio.timeout(SETTLE_TIMEOUT):
                 while True:
@@ -268,7 +270,7 @@ class BleDriver(LockDriver):
     async def _pair_quietly(self, address: str) -> None:
         try:
             await self.pair(address)
-        except (TransientError, LockOfflineError) as err:
+        except LockbridgeError as err:
             log.info("BLE: pairing with %s failed: %s", address, err.message)
 
     async def _adopt(self, native: str) -> None:
@@ -289,12 +291,17 @@ class BleDriver(LockDriver):
     async def _refresh(self, native: str) -> None:
         """Fetch what changed at the lock: its state, new log entries, and if nothing else
         explains the beacon, its keypad codes."""
+        quiet = BEACON_QUIET
         try:
             await self.with_session(native, self.keypad.fetch_news, "refresh")
-        except (TransientError, LockOfflineError) as err:
+            self._refresh_failures.pop(native, None)
+        except LockbridgeError as err:
+            # A lock that advertises but cannot be reached is tried less and less often.
+            failures = self._refresh_failures[native] = self._refresh_failures.get(native, 0) + 1
+            quiet = min(MAX_REFRESH_PAUSE, BEACON_QUIET * 2**failures)
             log.info("BLE lock %s: refresh failed: %s", native, err.message)
         finally:
-            self._quiet_until[native] = time.monotonic() + BEACON_QUIET
+            self._quiet_until[native] = time.monotonic() + quiet
 
     # Commands
 

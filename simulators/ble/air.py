@@ -119,6 +119,9 @@ class SimulatedAir:
             await self._save_task
         await asyncio.to_thread(self._write_state)
 
+    def in_pairing_mode(self) -> set[str]:
+        return {address for address, p in self.locks.items() if p.lock.pairing_mode}
+
     def lock(self, address: str) -> NukiPeripheral:
         return self.locks[address.upper()]
 
