@@ -164,7 +164,7 @@ class NukiSession:
         except wire.WireError as err:
             raise TransientError(f"Nuki {self.address}: garbled answer: {err}") from err
         if answer == Command.ERROR_REPORT:
-            raise NukiRefusal(body[0], command)
+            raise NukiRefusal(body[0] if body else ErrorCode.UNKNOWN, command)
         if answer != expect:
             raise DeviceError(f"Nuki {self.address}: unexpected answer {answer:#06x}")
         return body
