@@ -274,6 +274,27 @@ async def test_a_code_added_whose_answer_was_lost_is_not_added_twice(tmp_path: P
         assert stored["access_code"]["status"] == "set" and stored["access_code"]["slot"] == 1
 
 
+async def test_a_code_from_the_nuki_app_is_unmanaged_in_its_slot(tmp_path: Path) -> None:
+    async with harness(tmp_path, **ble_config(locks=1)) as h:
+        (lock_id,) = h.lock_ids
+        native = h.native(lock_id)
+        await h.settle()
+        await h.sim.add_code(native, 3, PIN_B)
+        await h.wait_event("access_code.unmanaged.detected", slot=3)
+        await h.sim.keypad_entry(native, PIN_B)
+        event = await h.wait_event("lock.unlocked", method="keypad")
+        assert event.fields["slot"] == 3 and "unmanaged_access_code_id" in event.fields
+        # The bridge's next code gets the lowest free slot and whatever id the lock picks.
+        created = await h.ok("access_code/create", lock_id=lock_id, code=PIN_A)
+        await h.settle()
+        slots = {s["slot"]: s for s in await h.sim.slots(native)}
+        code_id = created["access_code"]["access_code_id"]
+        stored = await h.ok("access_code/get", access_code_id=code_id)
+        assert stored["access_code"]["slot"] == 1
+        assert (slots[1]["code_id"], slots[1]["code"]) == (4, PIN_A)
+        assert (slots[3]["code_id"], slots[3]["code"]) == (3, PIN_B)
+
+
 # What the lock does by itself
 
 

@@ -62,7 +62,9 @@ class BleSimulatorControl(SimulatorControl):
         await self._changed(peripheral)
 
     async def add_code(self, native_id: str, slot: int, pin: str) -> None:
-        """A code programmed with the Nuki app: it rewrites the code behind `slot`, if any."""
+        """A code programmed with the Nuki app: it rewrites the code behind `slot`, if any,
+        else it is stored under the code id `slot` (where free), which the bridge shows in
+        that slot when the slot is free."""
         peripheral = self.peripheral(native_id)
         lock = peripheral.lock
         code_id = self._driver.book.code_id(native_id, slot)
@@ -72,7 +74,7 @@ class BleSimulatorControl(SimulatorControl):
                 old = lock.data.codes[code_id]
                 lock.update_code(wire.KeypadCode(code_id, number, old.name, True, old.limit), 0)
             else:
-                lock.add_code(number, "app", None, 0)
+                lock.add_code(number, "app", None, 0, code_id=slot)
         except (Refused, ValueError):
             raise InvalidPayloadError(
                 f"slot {slot}: the lock refused the code (Nuki takes 6 digits 1-9, "

@@ -378,14 +378,24 @@ class SimNukiLock:
         self._changed()
         return True
 
-    def add_code(self, code: int, name: str, limit: wire.TimeLimit | None, command: int) -> int:
+    def add_code(
+        self,
+        code: int,
+        name: str,
+        limit: wire.TimeLimit | None,
+        command: int,
+        *,
+        code_id: int | None = None,
+    ) -> int:
+        """Store a new code under the next id (or, from the simulator control, a chosen one)."""
         check_code(code, command)
         if any(c.code == code for c in self.data.codes.values()):
             raise Refused(ErrorCode.K_CODE_ALREADY_EXISTS, command)
         if len(self.data.codes) >= self.max_codes:
             raise Refused(ErrorCode.K_TOO_MANY_ENTRIES, command)
-        code_id = self.data.next_code_id
-        self.data.next_code_id += 1
+        if code_id is None or code_id in self.data.codes:
+            code_id = self.data.next_code_id
+        self.data.next_code_id = max(self.data.next_code_id, code_id + 1)
         self.data.codes[code_id] = wire.KeypadCode(code_id, code, name, True, limit)
         self._changed()
         return code_id

@@ -3,7 +3,8 @@
 Nuki assigns each code an id of its own choosing, so the bridge's slots are a mapping the
 driver keeps (persisted in the state directory): a slot is bound to a code id when the
 bridge adds a code there, and codes found on the lock that no slot knows are bound to the
-lowest free slots, where the code-slot manager sees them as unmanaged codes.
+slot numbered like their id if that is free, else to the lowest free slot; there the
+code-slot manager sees them as unmanaged codes.
 """
 
 from __future__ import annotations
@@ -122,18 +123,21 @@ class SlotBook:
         self.book(native_id).slots.pop(slot, None)
 
     def adopt(self, native_id: str, code_ids: set[int], slot_range: tuple[int, int]) -> bool:
-        """Forget bindings to codes the lock no longer has; bind unknown codes to free slots."""
+        """Forget bindings to codes the lock no longer has; bind unknown codes to free slots:
+        the slot numbered like the code's id where that one is free, else the lowest free."""
         slots = self.book(native_id).slots
         changed = False
         for slot in [s for s, c in slots.items() if c not in code_ids]:
             del slots[slot]
             changed = True
-        known = set(slots.values())
-        free = (s for s in range(slot_range[0], slot_range[1] + 1) if s not in slots)
-        for code_id in sorted(code_ids - known):
-            free_slot = next(free, None)
-            if free_slot is None:
+        first, last = slot_range
+        for code_id in sorted(code_ids - set(slots.values())):
+            if first <= code_id <= last and code_id not in slots:
+                chosen: int | None = code_id
+            else:
+                chosen = next((s for s in range(first, last + 1) if s not in slots), None)
+            if chosen is None:
                 break
-            slots[free_slot] = code_id
+            slots[chosen] = code_id
             changed = True
         return changed
