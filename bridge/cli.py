@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import signal
@@ -37,10 +38,23 @@ def main(argv: list[str] | None = None) -> int:
         "--state-dir", type=Path, help="where to keep state (default: a temporary folder)"
     )
     demo.add_argument("--zigbee", type=int, default=1, metavar="N", help="simulated Zigbee locks")
+    demo.add_argument("--ble", type=int, default=1, metavar="N", help="simulated Nuki (BLE) locks")
     demo.add_argument("--base-topic", default="lockbridge", help="MQTT base topic")
     demo.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
+    ble = commands.add_parser("ble", help="Bluetooth LE locks")
+    ble_commands = ble.add_subparsers(dest="ble_command", required=True)
+    pair = ble_commands.add_parser("pair", help="pair with a Nuki lock in pairing mode")
+    pair.add_argument("--config", "-c", type=Path, required=True, help="YAML configuration file")
+    pair.add_argument("--address", help="the lock's Bluetooth address (default: the first seen)")
+    pair.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the lock")
+
     args = parser.parse_args(argv)
+    if args.command == "ble":
+        # Loaded by name: the core never imports a radio library.
+        ble_cli = importlib.import_module("drivers.ble.cli")
+        result: int = ble_cli.pair_command(args.config, args.address, args.timeout)
+        return result
     if args.command == "check-config":
         return check_config(args.file)
     if args.command == "run":

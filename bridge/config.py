@@ -117,6 +117,60 @@ class ZigbeeConfig(_Strict):
         return value
 
 
+class BleSimulatorConfig(_Strict):
+    locks: Annotated[int, Field(ge=0, le=200)] = 1
+    latency_ms: Annotated[float, Field(ge=0, le=10_000)] = 20.0
+    # Keypad codes each simulated lock holds.
+    slots: Annotated[int, Field(ge=1, le=200)] = 100
+    security_pin: Annotated[int, Field(ge=0, le=9999)] = 1234
+    # Unpaired simulated locks start in pairing mode, as if their button had been held.
+    pairing_mode: bool = True
+    # The simulated locks' own time zone, in which they enforce keypad time limits.
+    timezone: str = "UTC"
+    seed: int | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return _check_zone(value)
+
+
+class BleConfig(_Strict):
+    enabled: bool = False
+    backend: Literal["bluez", "simulator"] = "bluez"
+    adapter: str = "hci0"
+    # The locks' admin security PIN (Nuki app: Manage Smart Lock > Features > Security PIN),
+    # needed for keypad codes and the activity log; also from $LOCKBRIDGE_NUKI_SECURITY_PIN.
+    security_pin: SecretStr | None = None
+    # Pair with every Nuki seen in pairing mode, without `lockbridge ble pair`.
+    pair_in_pairing_mode: bool = False
+    keypad_slots: Annotated[int, Field(ge=1, le=200)] = 100
+    connect_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
+    command_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
+    retries: Annotated[int, Field(ge=0, le=10)] = 3
+    retry_delay: Annotated[float, Field(ge=0, le=60)] = 0.5
+    # A lock whose beacon was not heard for this many seconds is shown offline.
+    offline_after: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+    simulator: BleSimulatorConfig = BleSimulatorConfig()
+
+    @field_validator("security_pin")
+    @classmethod
+    def _pin(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[0-9]{1,5}", value.get_secret_value()):
+            raise ValueError("must be the lock's numeric security PIN")
+        return value
+
+    def resolved_security_pin(self) -> int | None:
+        if self.security_pin is not None:
+            return int(self.security_pin.get_secret_value())
+        from_env = os.environ.get("LOCKBRIDGE_NUKI_SECURITY_PIN", "")
+        if from_env.isdigit():
+            return int(from_env)
+        if self.backend == "simulator":
+            return self.simulator.security_pin
+        return None
+
+
 class HomeAssistantConfig(_Strict):
     enabled: bool = True
     discovery_prefix: str = "homeassistant"
@@ -193,6 +247,7 @@ class Config(_Strict):
     codes: CodesConfig = CodesConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     zigbee: ZigbeeConfig = ZigbeeConfig()
+    ble: BleConfig = BleConfig()
     locks: dict[str, LockOverride] = {}
 
     @field_validator("timezone")
@@ -219,7 +274,7 @@ class Config(_Strict):
             "base_topic": self.mqtt.base_topic,
             "mqtt": {"host": self.mqtt.host, "port": self.mqtt.port, "tls": self.mqtt.tls.enabled},
             "expose_codes": self.mqtt.expose_codes,
-            "drivers": [name for name in ("zigbee",) if getattr(self, name).enabled],
+            "drivers": [name for name in ("zigbee", "ble") if getattr(self, name).enabled],
             "simulator_control": self.simulator_control,
         }
 

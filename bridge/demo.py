@@ -13,7 +13,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bridge.broker import EmbeddedBroker
-from bridge.config import CodesConfig, Config, MqttConfig, ZigbeeConfig, ZigbeeSimulatorConfig
+from bridge.config import (
+    BleConfig,
+    BleSimulatorConfig,
+    CodesConfig,
+    Config,
+    MqttConfig,
+    ZigbeeConfig,
+    ZigbeeSimulatorConfig,
+)
 from bridge.daemon import Bridge
 from bridge.logs import setup_logging
 
@@ -45,6 +53,12 @@ def demo_config(args: argparse.Namespace, host: str, port: int, state_dir: Path)
             radio="simulator",
             simulator=ZigbeeSimulatorConfig(locks=args.zigbee, seed=1),
         ),
+        ble=BleConfig(
+            enabled=args.ble > 0,
+            backend="simulator",
+            pair_in_pairing_mode=True,
+            simulator=BleSimulatorConfig(locks=args.ble, seed=1),
+        ),
     )
 
 
@@ -71,10 +85,10 @@ def instructions(bridge: Bridge, host: str, port: int, elapsed: float) -> str:
         pub(f"{base}/bridge/request/lock/list", "{}"),
         pub(f"{base}/bridge/request/event/list", f'{{"lock_id": "{lock_id}", "limit": 5}}'),
         pub(f"{base}/bridge/request/health_check", "{}"),
-        "Keypad codes (then type 8230 on the keypad below):",
+        "Keypad codes (then type 823469 on the keypad below):",
         pub(
             f"{base}/bridge/request/access_code/create",
-            f'{{"lock_id": "{lock_id}", "name": "gardener", "code": "8230"}}',
+            f'{{"lock_id": "{lock_id}", "name": "gardener", "code": "823469"}}',
         ),
         pub(
             f"{base}/bridge/request/access_code/create",
@@ -88,9 +102,14 @@ def instructions(bridge: Bridge, host: str, port: int, elapsed: float) -> str:
         ),
         pub(
             f"{base}/simulator/request/add_code",
-            f'{{"lock_id": "{lock_id}", "slot": 20, "pin": "2468"}}',
+            f'{{"lock_id": "{lock_id}", "slot": 20, "pin": "246813"}}',
         ),
-        pub(f"{base}/simulator/request/keypad_entry", f'{{"lock_id": "{lock_id}", "pin": "8230"}}'),
+        pub(
+            f"{base}/simulator/request/keypad_entry", f'{{"lock_id": "{lock_id}", "pin": "823469"}}'
+        ),
+        pub(
+            f"{base}/simulator/request/keypad_entry", f'{{"lock_id": "{lock_id}", "pin": "246813"}}'
+        ),
         pub(f"{base}/simulator/request/keypad_entry", f'{{"lock_id": "{lock_id}", "pin": "0000"}}'),
         pub(f"{base}/simulator/request/manual_lock", f'{{"lock_id": "{lock_id}"}}'),
         pub(f"{base}/simulator/request/door", f'{{"lock_id": "{lock_id}", "open": true}}'),

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.services import TEST_PINS, Daemon, Mosquitto, daemon_config
+from tests.services import CANARY_PINS, Daemon, Mosquitto, daemon_config
 
 
 class _PinCanary(logging.Handler):
@@ -20,7 +20,7 @@ class _PinCanary(logging.Handler):
         text = record.getMessage()
         if record.exc_info:
             text += logging.Formatter().formatException(record.exc_info)
-        if any(pin in text for pin in TEST_PINS):
+        if any(pin in text for pin in CANARY_PINS):
             self.leaks.append(f"{record.name}: {text}")
 
 
@@ -88,6 +88,6 @@ def make_daemon(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[DaemonFactory]
     for daemon in started:
         daemon.stop()
         log = daemon.log_text()
-        leaked = [pin for pin in TEST_PINS if pin in log]
+        leaked = [pin for pin in CANARY_PINS if pin in log]
         assert not leaked, f"test PIN in the daemon log {daemon.log_path}"
         assert "Traceback" not in log, f"the daemon logged a traceback:\n{log[-4000:]}"

@@ -19,12 +19,18 @@ from bridge.codes.api import CodeApi
 from bridge.codes.clock import FakeClock
 from bridge.codes.manager import CodeManager
 from bridge.codes.vault import Vault
-from bridge.config import Config, ZigbeeConfig, ZigbeeSimulatorConfig
+from bridge.config import (
+    BleConfig,
+    BleSimulatorConfig,
+    Config,
+    ZigbeeConfig,
+    ZigbeeSimulatorConfig,
+)
+from bridge.daemon import load_driver
 from bridge.driver import LockDriver, SimulatorControl
 from bridge.model import Event
 from bridge.registry import LockRegistry
 from bridge.store import Store
-from drivers.zigbee import ZigbeeDriver
 
 START = datetime.fromisoformat("2026-03-24T08:00:00+01:00")  # a Tuesday, before the DST change
 
@@ -41,6 +47,23 @@ def zigbee_config(**simulator: Any) -> dict[str, Any]:
     }
 
 
+def ble_config(*, driver: dict[str, Any] | None = None, **simulator: Any) -> dict[str, Any]:
+    """Simulated Nuki locks, paired on discovery; `driver` overrides BleConfig options."""
+    options = {"locks": 2, "latency_ms": 0, "seed": 11, "timezone": "Europe/Berlin", **simulator}
+    settings: dict[str, Any] = {
+        "enabled": True,
+        "backend": "simulator",
+        "pair_in_pairing_mode": True,
+        "keypad_slots": options.get("slots", 100),
+        "command_timeout": 2,
+        "connect_timeout": 1,
+        "retries": 0,
+        "retry_delay": 0.01,
+        **(driver or {}),
+    }
+    return {"ble": BleConfig(**settings, simulator=BleSimulatorConfig(**options))}
+
+
 class Harness:
     def __init__(self, state_dir: Path, config: Config, clock: FakeClock) -> None:
         self.state_dir = state_dir
@@ -55,7 +78,8 @@ class Harness:
         vault = Vault.open(self.state_dir)
         self.manager = CodeManager(self.registry, self.store, vault, self.config, clock=self.clock)
         await self.manager.load()
-        self.driver: LockDriver = ZigbeeDriver(self.registry, self.config.zigbee, self.state_dir)
+        protocol = "ble" if self.config.ble.enabled else "zigbee"
+        self.driver: LockDriver = load_driver(protocol, self.registry, self.config)
         self.registry.attach(self.driver)
         self.api = Api(
             self.registry,
@@ -114,9 +138,11 @@ class Harness:
                 if not busy:
                     break
                 await asyncio.sleep(0.01)
-        # Let the last confirmation's bookkeeping and events finish.
+        # Let the last confirmation's bookkeeping and events finish (the store's writes
+        # hop to a thread, so yielding alone is not always enough).
         for _ in range(20):
             await asyncio.sleep(0)
+        await asyncio.sleep(0.02)
         self.collect()
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -16,6 +16,9 @@ import yaml
 
 # Long enough never to turn up by chance in timestamps or ids of a long log.
 TEST_PINS = ("73519286", "86420975", "95162384")
+# Nuki keypad codes: six digits 1-9, not starting with 12.
+NUKI_TEST_PINS = ("735192", "864297", "951623")
+CANARY_PINS = TEST_PINS + NUKI_TEST_PINS
 
 
 def free_port() -> int:

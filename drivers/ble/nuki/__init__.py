@@ -1,0 +1,1 @@
+"""Nuki Smart Locks: the Nuki Bluetooth API."""

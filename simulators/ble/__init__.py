@@ -1,0 +1,1 @@
+"""Simulated Nuki locks on Bumble's in-process link, reached through a bleak backend."""
