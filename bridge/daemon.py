@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from bridge import sdnotify
 from bridge.api import Api
@@ -21,6 +22,9 @@ from bridge.registry import LockRegistry
 from bridge.simcontrol import SimulatorApi
 from bridge.store import Store
 from bridge.util import backoff_delay
+from bridge.webpass.api import WebPassApi
+from bridge.webpass.http import WebPassServer
+from bridge.webpass.manager import WebPassManager
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,7 @@ class Bridge:
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
         self.link: MqttLink | None = None
+        self.web: WebPassServer | None = None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -60,6 +65,8 @@ class Bridge:
             vault = await asyncio.to_thread(Vault.open, config.state_dir)
             codes = CodeManager(self.registry, self.store, vault, config)
             await codes.load()
+            passes = WebPassManager(self.registry, self.store, config.web_pass)
+            await passes.load()
             drivers = [
                 load_driver(name, self.registry, config)
                 for name in DRIVERS
@@ -73,8 +80,13 @@ class Bridge:
                 command_timeout=config.command_timeout,
                 config_summary=config.summary(),
                 is_connected=lambda: self.link is not None and self.link.connected,
-                extra_commands=CodeApi(codes, expose_codes=config.mqtt.expose_codes).commands(),
+                extra_commands={
+                    **CodeApi(codes, expose_codes=config.mqtt.expose_codes).commands(),
+                    **WebPassApi(passes).commands(),
+                },
             )
+            if config.web_pass.enabled:
+                self.web = WebPassServer(passes, api.actuate, ZoneInfo(config.timezone))
             simulator = SimulatorApi(self.registry).handle if config.simulator_control else None
             self.link = link = MqttLink(
                 config.mqtt,
@@ -88,6 +100,8 @@ class Bridge:
                 codes_task = group.create_task(codes.run(), name="codes")
                 pump = group.create_task(self._pump(link), name="outbox-pump")
                 await asyncio.gather(*(self._start_driver(driver) for driver in drivers))
+                if self.web is not None:
+                    await self.web.start()
                 link.set_ready()
                 await link.wait_connected()
                 elapsed = time.monotonic() - started
@@ -100,6 +114,8 @@ class Bridge:
                 await self._stopping.wait()
                 log.info("stopping")
                 sdnotify.notify("STOPPING=1")
+                if self.web is not None:
+                    await self._bounded(self.web.stop(), "stopping web passes")
                 watchdog.cancel()
                 codes_task.cancel()
                 await self._bounded(codes.drain(), "saving access codes")
@@ -111,6 +127,8 @@ class Bridge:
                 await self._bounded(asyncio.shield(mqtt_task), "publishing offline")
                 mqtt_task.cancel()
         finally:
+            if self.web is not None:
+                await self.web.stop()
             await self.store.close()
         log.info("stopped")
 
