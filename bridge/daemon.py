@@ -85,8 +85,6 @@ class Bridge:
                     **WebPassApi(passes).commands(),
                 },
             )
-            if config.web_pass.enabled:
-                self.web = WebPassServer(passes, api.actuate, ZoneInfo(config.timezone))
             simulator = SimulatorApi(self.registry).handle if config.simulator_control else None
             self.link = link = MqttLink(
                 config.mqtt,
@@ -100,8 +98,7 @@ class Bridge:
                 codes_task = group.create_task(codes.run(), name="codes")
                 pump = group.create_task(self._pump(link), name="outbox-pump")
                 await asyncio.gather(*(self._start_driver(driver) for driver in drivers))
-                if self.web is not None:
-                    await self.web.start()
+                await self._start_web(passes, api)
                 link.set_ready()
                 await link.wait_connected()
                 elapsed = time.monotonic() - started
@@ -114,8 +111,7 @@ class Bridge:
                 await self._stopping.wait()
                 log.info("stopping")
                 sdnotify.notify("STOPPING=1")
-                if self.web is not None:
-                    await self._bounded(self.web.stop(), "stopping web passes")
+                await self._bounded(self._stop_web(), "stopping web passes")
                 watchdog.cancel()
                 codes_task.cancel()
                 await self._bounded(codes.drain(), "saving access codes")
@@ -127,10 +123,18 @@ class Bridge:
                 await self._bounded(asyncio.shield(mqtt_task), "publishing offline")
                 mqtt_task.cancel()
         finally:
-            if self.web is not None:
-                await self.web.stop()
+            await self._stop_web()
             await self.store.close()
         log.info("stopped")
+
+    async def _start_web(self, passes: WebPassManager, api: Api) -> None:
+        if self.config.web_pass.enabled:
+            self.web = WebPassServer(passes, api.actuate, ZoneInfo(self.config.timezone))
+            await self.web.start()
+
+    async def _stop_web(self) -> None:
+        if self.web is not None:
+            await self.web.stop()
 
     async def _start_driver(self, driver: LockDriver) -> None:
         attempt = 0

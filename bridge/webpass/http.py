@@ -131,7 +131,7 @@ class WebPassServer:
         self._actuate = actuate
         self._zone = zone
         self._config: WebPassConfig = manager.config
-        self.throttle = throttle or Throttle(self._config.throttle)
+        self.throttle = throttle if throttle is not None else Throttle(self._config.throttle)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         own = urlsplit(self._config.base_url())
