@@ -15,8 +15,11 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from bridge.api import Api
-from bridge.config import WebPassThrottleConfig
+from bridge.config import WebPassConfig, WebPassThrottleConfig, parse_config
+from bridge.errors import ConfigError
 from bridge.logs import redact
 from bridge.model import LockState
 from bridge.webpass import pages
@@ -370,3 +373,30 @@ async def test_two_guests_at_once_cannot_exceed_max_uses(tmp_path: Path) -> None
         replies = await asyncio.gather(*(b.post(f"{path}/{lock_id}/unlock") for _ in range(5)))
         assert sorted(r.status for r in replies) == [303, 410, 410, 410, 410]
         assert b.passes.get(web_pass_id).use_count == 1
+
+
+def test_config_section_defaults_and_located_errors() -> None:
+    example = parse_config(
+        (Path(__file__).parent.parent / "config.example.yaml").read_text(), "example"
+    )
+    assert example.web_pass == WebPassConfig()
+    assert example.web_pass.max_duration == timedelta(days=30)
+    assert example.web_pass.base_url() == "http://127.0.0.1:8380"
+    config = parse_config(
+        "web_pass:\n  enabled: true\n  public_url: https://door.example.net/\n  max_duration: 3600\n"
+    )
+    assert config.web_pass.base_url() == "https://door.example.net"
+    assert config.web_pass.max_duration == timedelta(hours=1)
+    assert config.summary()["web_pass"] is True
+    for text, where in (
+        ("web_pass:\n  public_url: ftp://x\n", "<config>:2: web_pass.public_url:"),
+        ("web_pass:\n  max_duration: -5\n", "<config>:2: web_pass.max_duration:"),
+        (
+            "web_pass:\n  throttle:\n    max_failures: 0\n",
+            "<config>:3: web_pass.throttle.max_failures:",
+        ),
+        ("web_pass:\n  listen: x\n", "<config>:2: web_pass.listen: unknown option"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            parse_config(text)
+        assert caught.value.message.startswith(where), caught.value.message
