@@ -114,6 +114,9 @@ def test_logs_and_access_lines_hide_tokens() -> None:
     assert token not in masked(f"/p/{token}/lock-1/unlock?x=1")
     assert masked(f"/p/{token}/lock-1/unlock") == "/p/***/lock-1/unlock"
     assert token not in masked(f"/p/{token}/x/y/z")
+    assert token not in masked(f"/x/p/{token}") and token not in masked(f"//p/{token}")
+    assert masked("/favicon.ico") == "/favicon.ico"
+    assert "\n" not in masked("/a\nforged log line") and "\x1b" not in masked("/\x1b[2J")
 
 
 def test_throttle_blocks_after_misses_and_forgets_old_clients() -> None:
@@ -354,6 +357,8 @@ async def test_garbage_and_oversized_requests_are_answered_and_survived(tmp_path
             writer.write(raw)
             writer.close()
             await writer.wait_closed()
+        many = await b.get(f"{path}?r=unlocked&l=x&a=1&b=2&c=3&d=4")
+        assert many.status == 200 and "role=status" not in many.body
         head = await http(b.port, "HEAD", path)
         assert head.status == 200 and head.body == ""
         assert (await http(b.port, "PUT", path)).status == 405

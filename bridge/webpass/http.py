@@ -108,13 +108,21 @@ async def read_request(reader: asyncio.StreamReader) -> Request:
     return Request(parts[0], parts[1], headers)
 
 
+# Anything long enough to be a token, wherever a guest or a scanner put it.
+_TOKENISH = re.compile(r"[A-Za-z0-9_%-]{16,}")
+
+
+def printable(text: str, limit: int) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
+
+
 def masked(target: str) -> str:
-    """The request target fit for a log line: the token replaced."""
+    """The request target fit for a log line: no token, no control characters."""
     path = target.partition("?")[0]
     match = PASS_PATH.fullmatch(path)
     if match is None:
-        return "/p/***" if path.startswith("/p/") else path[:64]
-    rest = f"/{match[2]}/{match[3]}" if match[2] else ""
+        return "/p/***" if path.startswith("/p/") else printable(_TOKENISH.sub("***", path), 64)
+    rest = f"/{printable(match[2], 64)}/{printable(match[3], 16)}" if match[2] else ""
     return f"/p/***{rest}"
 
 
@@ -194,7 +202,9 @@ class WebPassServer:
         except Exception as err:
             log.error("web pass request failed: %s", type(err).__name__)
             response = page(500, "Error", "Something went wrong. Please try again.")
-        log.info("web %s %s -> %d (%s)", method[:16], masked(target), response.status, client)
+        log.info(
+            "web %s %s -> %d (%s)", printable(method, 16), masked(target), response.status, client
+        )
         with contextlib.suppress(OSError, TimeoutError):
             writer.write(response.encode(head_only=method == "HEAD"))
             async with asyncio.timeout(WRITE_TIMEOUT):
@@ -263,8 +273,11 @@ class WebPassServer:
                 locks.append((lock_id, self._m.registry.get(lock_id)))
             except LockNotFoundError:
                 locks.append((lock_id, None))
-        params = parse_qs(query, max_num_fields=4)
         outcome = None
+        try:
+            params = parse_qs(query, max_num_fields=4)
+        except ValueError:  # more fields than a redirect of ours ever has
+            params = {}
         if params.get("r") and params.get("l"):
             outcome = pages.Outcome(params["r"][0], params["l"][0])
         return Response(200, pages.pass_page(web_pass, token, locks, self._zone, outcome))
