@@ -11,7 +11,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -60,6 +60,8 @@ class Bench:
         response = await self.request("web_pass/create", **payload)
         assert response["status"] == "ok", response
         url: str = response["data"]["url"]
+        # Port 0 and no public_url: the link names the port the server got.
+        assert url.startswith(f"http://127.0.0.1:{self.port}/p/"), url
         token = urlsplit(url).path.rsplit("/", 1)[1]
         LIVE_TOKENS.update({token, token_hash(token)})
         return response["data"]["web_pass"]["web_pass_id"], path_of(url)
@@ -405,3 +407,31 @@ def test_config_section_defaults_and_located_errors() -> None:
         with pytest.raises(ConfigError) as caught:
             parse_config(text)
         assert caught.value.message.startswith(where), caught.value.message
+
+
+async def test_a_use_is_stored_before_the_lock_moves(tmp_path: Path) -> None:
+    async with bench(tmp_path) as b:
+        lock_id = b.h.lock_ids[0]
+        web_pass_id, path = await b.create(max_uses=2)
+        stored_counts: list[int] = []
+
+        async def actuate(lock: str, action: Literal["lock", "unlock"]) -> dict[str, Any]:
+            rows = await b.h.store.load_table("web_passes")
+            stored_counts.extend(r["use_count"] for r in rows if r["web_pass_id"] == web_pass_id)
+            return await b.api.actuate(lock, action)
+
+        web_pass = b.passes.get(web_pass_id)
+        result = await b.passes.use(web_pass, lock_id, "unlock", actuate)
+        assert result["confirmed"] is True
+        assert stored_counts == [1]
+        # A driver that reports no event of its own: the bridge emits the use itself.
+        b.h.collect()
+        b.h.events.clear()
+
+        async def silent(lock: str, action: Literal["lock", "unlock"]) -> dict[str, Any]:
+            return {"lock_id": lock, "action": action, "confirmed": True, "lock_state": "locked"}
+
+        await b.passes.use(b.passes.get(web_pass_id), lock_id, "lock", silent)
+        event = await b.h.wait_event("lock.locked", web_pass_id=web_pass_id)
+        assert event.fields["method"] == "web_pass"
+        assert (await b.get(path)).status == 410

@@ -149,6 +149,9 @@ class WebPassServer:
         self._server = await asyncio.start_server(
             self._connection, self._config.host, self._config.port, limit=MAX_HEAD
         )
+        if self._config.public_url is None:
+            self._m.base_url = f"http://{self._config.host}:{self.port}"
+            self._own_origin = self._m.base_url
         log.info("web passes served on %s:%d", self._config.host, self.port)
 
     @property

@@ -62,6 +62,8 @@ class WebPassManager:
         self.store = store
         self.config = config
         self.clock: Clock = clock or SystemClock()
+        # The server corrects this once it knows the port it got (port 0, no public_url).
+        self.base_url = config.base_url()
         self.passes: dict[str, WebPass] = {}
         self._by_hash: dict[str, str] = {}
 
@@ -78,7 +80,7 @@ class WebPassManager:
         await self.store.apply([Row("web_passes", (web_pass.web_pass_id,), web_pass.stored())])
 
     def url(self, token: str) -> str:
-        return f"{self.config.base_url()}/p/{token}"
+        return f"{self.base_url}/p/{token}"
 
     async def create(
         self,
