@@ -208,8 +208,12 @@ class WebPassConfig(_Strict):
     request_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
     throttle: WebPassThrottleConfig = WebPassThrottleConfig()
 
-    def base_url(self) -> str:
-        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+    def base_url(self, bound_port: int | None = None) -> str:
+        """`public_url`, else the listening address (with the port actually bound, if known)."""
+        if self.public_url is not None:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{bound_port or self.port}"
 
 
 class Config(_Strict):

@@ -26,7 +26,7 @@ from bridge.webpass import pages
 from bridge.webpass.api import WebPassApi
 from bridge.webpass.http import WebPassServer, masked
 from bridge.webpass.manager import WebPassManager
-from bridge.webpass.model import new_token, token_hash, well_formed
+from bridge.webpass.model import WebPass, new_token, token_hash, well_formed
 from bridge.webpass.throttle import Throttle
 from tests.harness import Harness, harness
 from tests.services import LIVE_TOKENS
@@ -393,6 +393,7 @@ def test_config_section_defaults_and_located_errors() -> None:
         "web_pass:\n  enabled: true\n  public_url: https://door.example.net/\n  max_duration: 3600\n"
     )
     assert config.web_pass.base_url() == "https://door.example.net"
+    assert WebPassConfig(host="::", port=1).base_url(8380) == "http://[::]:8380"
     assert config.web_pass.max_duration == timedelta(hours=1)
     assert config.summary()["web_pass"] is True
     for text, where in (
@@ -435,3 +436,20 @@ async def test_a_use_is_stored_before_the_lock_moves(tmp_path: Path) -> None:
         event = await b.h.wait_event("lock.locked", web_pass_id=web_pass_id)
         assert event.fields["method"] == "web_pass"
         assert (await b.get(path)).status == 410
+
+
+async def test_an_unexpected_failure_answers_500_and_logs_no_token(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with bench(tmp_path) as b:
+        _, path = await b.create()
+        token = path.rsplit("/", 1)[1]
+
+        def broken(seen: str) -> WebPass | None:
+            raise KeyError(seen)
+
+        b.passes.find = broken  # type: ignore[method-assign]
+        reply = await b.get(path)
+        assert reply.status == 500 and token not in reply.body
+        assert "web pass request failed: KeyError at test_webpass.py" in caplog.text
+        assert token not in caplog.text

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import traceback
 from dataclasses import dataclass
 from datetime import tzinfo
 from http import HTTPStatus
@@ -150,8 +151,7 @@ class WebPassServer:
             self._connection, self._config.host, self._config.port, limit=MAX_HEAD
         )
         if self._config.public_url is None:
-            self._m.base_url = f"http://{self._config.host}:{self.port}"
-            self._own_origin = self._m.base_url
+            self._m.base_url = self._own_origin = self._config.base_url(self.port)
         log.info("web passes served on %s:%d", self._config.host, self.port)
 
     @property
@@ -203,7 +203,14 @@ class WebPassServer:
         except (asyncio.IncompleteReadError, ConnectionError):
             return
         except Exception as err:
-            log.error("web pass request failed: %s", type(err).__name__)
+            # Where and what, but not the message: it might quote the request, token and all.
+            where = traceback.extract_tb(err.__traceback__)[-1]
+            log.error(
+                "web pass request failed: %s at %s:%s",
+                type(err).__name__,
+                where.filename.rsplit("/", 1)[-1],
+                where.lineno,
+            )
             response = page(500, "Error", "Something went wrong. Please try again.")
         log.info(
             "web %s %s -> %d (%s)", printable(method, 16), masked(target), response.status, client
