@@ -439,7 +439,7 @@ async def test_a_use_is_stored_before_the_lock_moves(tmp_path: Path) -> None:
 
 
 async def test_an_unexpected_failure_answers_500_and_logs_no_token(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with bench(tmp_path) as b:
         _, path = await b.create()
@@ -448,7 +448,7 @@ async def test_an_unexpected_failure_answers_500_and_logs_no_token(
         def broken(seen: str) -> WebPass | None:
             raise KeyError(seen)
 
-        b.passes.find = broken  # type: ignore[method-assign]
+        monkeypatch.setattr(b.passes, "find", broken)
         reply = await b.get(path)
         assert reply.status == 500 and token not in reply.body
         assert "web pass request failed: KeyError at test_webpass.py" in caplog.text
