@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -234,6 +235,41 @@ class CodesConfig(_Strict):
     scan_delay: Annotated[float, Field(ge=0, le=60)] = 0.2
 
 
+class WebPassThrottleConfig(_Strict):
+    """How the web pass server slows down clients that guess tokens."""
+
+    # Unknown tokens from one client address within `window` seconds before it is blocked.
+    max_failures: Annotated[int, Field(ge=1, le=1000)] = 5
+    window: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    # Seconds a blocked client gets 429 Too Many Requests.
+    block: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+    # Client addresses remembered at most; the oldest are forgotten first.
+    max_clients: Annotated[int, Field(ge=16, le=1_000_000)] = 10_000
+
+
+class WebPassConfig(_Strict):
+    """Shareable links that lock and unlock chosen locks for a bounded time (SPEC §7)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8380
+    # The base URL put in links, as guests reach the bridge (e.g. through a reverse proxy);
+    # default: http://<host>:<port>.
+    public_url: Annotated[str, Field(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")] | None = None
+    # Longest validity window (ends_at - starts_at) a pass may have.
+    max_duration: Annotated[timedelta, Field(gt=timedelta(0))] = timedelta(days=30)
+    # Seconds a client may take to send one request.
+    request_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    throttle: WebPassThrottleConfig = WebPassThrottleConfig()
+
+    def base_url(self, bound_port: int | None = None) -> str:
+        """`public_url`, else the listening address (with the port actually bound, if known)."""
+        if self.public_url is not None:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{bound_port or self.port}"
+
+
 class Config(_Strict):
     mqtt: MqttConfig = MqttConfig()
     state_dir: Path = Path("/var/lib/lockbridge")
@@ -248,6 +284,7 @@ class Config(_Strict):
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     zigbee: ZigbeeConfig = ZigbeeConfig()
     ble: BleConfig = BleConfig()
+    web_pass: WebPassConfig = WebPassConfig()
     locks: dict[str, LockOverride] = {}
 
     @field_validator("timezone")
@@ -276,6 +313,7 @@ class Config(_Strict):
             "expose_codes": self.mqtt.expose_codes,
             "drivers": [name for name in ("zigbee", "ble") if getattr(self, name).enabled],
             "simulator_control": self.simulator_control,
+            "web_pass": self.web_pass.enabled,
         }
 
 

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from bridge import sdnotify
 from bridge.api import Api
@@ -21,6 +22,9 @@ from bridge.registry import LockRegistry
 from bridge.simcontrol import SimulatorApi
 from bridge.store import Store
 from bridge.util import backoff_delay
+from bridge.webpass.api import WebPassApi
+from bridge.webpass.http import WebPassServer
+from bridge.webpass.manager import WebPassManager
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,7 @@ class Bridge:
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
         self.link: MqttLink | None = None
+        self.web: WebPassServer | None = None
 
     def stop(self) -> None:
         self._stopping.set()
@@ -61,6 +66,8 @@ class Bridge:
             vault = await asyncio.to_thread(Vault.open, config.state_dir)
             codes = CodeManager(self.registry, self.store, vault, config)
             await codes.load()
+            passes = WebPassManager(self.registry, self.store, config.web_pass)
+            await passes.load()
             drivers = [
                 load_driver(name, self.registry, config)
                 for name in DRIVERS
@@ -74,7 +81,10 @@ class Bridge:
                 command_timeout=config.command_timeout,
                 config_summary=config.summary(),
                 is_connected=lambda: self.link is not None and self.link.connected,
-                extra_commands=CodeApi(codes, expose_codes=config.mqtt.expose_codes).commands(),
+                extra_commands={
+                    **CodeApi(codes, expose_codes=config.mqtt.expose_codes).commands(),
+                    **WebPassApi(passes).commands(),
+                },
             )
             simulator = SimulatorApi(self.registry).handle if config.simulator_control else None
             self.link = link = MqttLink(
@@ -89,6 +99,7 @@ class Bridge:
                 codes_task = group.create_task(codes.run(), name="codes")
                 pump = group.create_task(self._pump(link), name="outbox-pump")
                 await asyncio.gather(*(self._start_driver(driver) for driver in drivers))
+                await self._start_web(passes, api)
                 link.set_ready()
                 await link.wait_connected()
                 elapsed = time.monotonic() - started
@@ -101,6 +112,7 @@ class Bridge:
                 await self._stopping.wait()
                 log.info("stopping")
                 sdnotify.notify("STOPPING=1")
+                await self._bounded(self._stop_web(), "stopping web passes")
                 watchdog.cancel()
                 codes_task.cancel()
                 await self._bounded(codes.drain(), "saving access codes")
@@ -112,8 +124,18 @@ class Bridge:
                 await self._bounded(asyncio.shield(mqtt_task), "publishing offline")
                 mqtt_task.cancel()
         finally:
+            await self._stop_web()
             await self.store.close()
         log.info("stopped")
+
+    async def _start_web(self, passes: WebPassManager, api: Api) -> None:
+        if self.config.web_pass.enabled:
+            self.web = WebPassServer(passes, api.actuate, ZoneInfo(self.config.timezone))
+            await self.web.start()
+
+    async def _stop_web(self) -> None:
+        if self.web is not None:
+            await self.web.stop()
 
     async def _start_driver(self, driver: LockDriver) -> None:
         attempt = 0

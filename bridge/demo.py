@@ -9,6 +9,7 @@ import shlex
 import signal
 import tempfile
 from contextlib import AsyncExitStack, suppress
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ from bridge.config import (
     CodesConfig,
     Config,
     MqttConfig,
+    WebPassConfig,
     ZigbeeConfig,
     ZigbeeSimulatorConfig,
 )
@@ -59,6 +61,7 @@ def demo_config(args: argparse.Namespace, host: str, port: int, state_dir: Path)
             pair_in_pairing_mode=True,
             simulator=BleSimulatorConfig(locks=args.ble, seed=1),
         ),
+        web_pass=WebPassConfig(enabled=True, port=0),
     )
 
 
@@ -67,6 +70,7 @@ def instructions(bridge: Bridge, host: str, port: int, elapsed: float) -> str:
     locks = bridge.registry.locks()
     lock_id = locks[0].lock_id if locks else "<lock_id>"
     server = f"-h {host} -p {port}"
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0).isoformat()
 
     def pub(topic: str, payload: str) -> str:
         return f"  mosquitto_pub {server} -t {topic} -m {shlex.quote(payload)}"
@@ -97,6 +101,11 @@ def instructions(bridge: Bridge, host: str, port: int, elapsed: float) -> str:
         ),
         pub(f"{base}/bridge/request/access_code/list", f'{{"lock_id": "{lock_id}"}}'),
         pub(f"{base}/bridge/request/unmanaged_access_code/list", "{}"),
+        "A web pass (open the url of the answer in a browser):",
+        pub(
+            f"{base}/bridge/request/web_pass/create",
+            f'{{"lock_ids": ["{lock_id}"], "name": "Guest", "ends_at": "{tomorrow}"}}',
+        ),
         "Play the person at the door (answers on {base}/simulator/response/<action>):".replace(
             "{base}", base
         ),

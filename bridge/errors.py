@@ -79,3 +79,7 @@ class CodeRejectedError(LockbridgeError):
 
 class AccessCodeNotFoundError(LockbridgeError):
     code = "access_code_not_found"
+
+
+class WebPassNotFoundError(LockbridgeError):
+    code = "web_pass_not_found"

@@ -16,7 +16,12 @@ _SECRET = re.compile(
 )
 
 
+# A web pass URL carries its token in the path.
+_PASS_PATH = re.compile(r"/p/[A-Za-z0-9_\-%]+")
+
+
 def redact(text: str) -> str:
+    text = _PASS_PATH.sub("/p/***", text)
     return _SECRET.sub(lambda m: f"{m['key']}{m['quote']}***{m['quote']}", text)
 
 

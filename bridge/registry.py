@@ -20,6 +20,7 @@ from bridge.model import (
     Lock,
     LockIdentity,
     LockStatus,
+    Method,
     StatusUpdate,
     utcnow,
 )
@@ -61,6 +62,15 @@ class Outbox:
         return dirty, events
 
 
+@dataclasses.dataclass(slots=True)
+class Attribution:
+    """Who is behind a remote operation the bridge is about to send (e.g. a web pass)."""
+
+    event_type: str
+    fields: dict[str, object]
+    claimed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+
 class LockRegistry:
     """Implements `DriverSink` for every driver and keeps the normalised `Lock`s."""
 
@@ -77,6 +87,7 @@ class LockRegistry:
         self._drivers: dict[str, LockDriver] = {}
         self.outbox = Outbox()
         self.codes: CodeHooks | None = None
+        self._attributions: dict[str, Attribution] = {}
 
     def attach(self, driver: LockDriver) -> None:
         self._drivers[driver.protocol] = driver
@@ -113,6 +124,23 @@ class LockRegistry:
     def touch(self, lock_id: str) -> None:
         """Re-publish the lock's state (its codes changed)."""
         self._mark(lock_id)
+
+    def attribute(self, lock_id: str, event_type: str, fields: Mapping[str, object]) -> Attribution:
+        """Credit the lock's next remote `event_type` to `fields` instead of `method: remote`.
+
+        Drivers only see that a command came over the radio; the bridge knows who sent it.
+        """
+        attribution = Attribution(event_type, dict(fields))
+        self._attributions[lock_id] = attribution
+        return attribution
+
+    def release(self, lock_id: str, attribution: Attribution, *, happened: bool) -> None:
+        """Stop waiting for the driver's event; emit it here if the operation `happened` unseen."""
+        if self._attributions.get(lock_id) is attribution:
+            del self._attributions[lock_id]
+        if happened and not attribution.claimed.is_set():
+            attribution.claimed.set()
+            self._emit(lock_id, attribution.event_type, attribution.fields)
 
     # DriverSink
 
@@ -165,6 +193,15 @@ class LockRegistry:
             log.warning("event %s for unknown lock %s ignored", event.event_type, native_id)
             return
         fields = dict(event.fields)
+        pending = self._attributions.get(lock_id)
+        if (
+            pending is not None
+            and pending.event_type == event.event_type.value
+            and fields.get("method") in (Method.REMOTE, Method.UNKNOWN)
+        ):
+            del self._attributions[lock_id]
+            fields.update(pending.fields)
+            pending.claimed.set()
         if self.codes is not None:
             fields.update(self.codes.lock_event_fields(lock_id, event.event_type.value, fields))
         self._emit(lock_id, event.event_type.value, fields)

@@ -20,7 +20,7 @@ from typing import Any
 from bridge.errors import LockbridgeError
 from bridge.model import Event
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each entry migrates the schema from version N-1 to N; append, never edit.
 MIGRATIONS: tuple[str, ...] = (
@@ -58,13 +58,17 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (lock_id, slot)
     );
     """,
+    """
+    CREATE TABLE web_passes (web_pass_id TEXT PRIMARY KEY, data TEXT NOT NULL);
+    """,
 )
 
-# The code-slot manager's tables and their keys; `Store.apply` writes several atomically.
+# The keyed tables (code-slot manager, web passes) and their keys; `Store.apply` writes several atomically.
 KEYED_TABLES = {
     "access_codes": ("access_code_id",),
     "code_slots": ("lock_id", "slot"),
     "unmanaged_codes": ("lock_id", "slot"),
+    "web_passes": ("web_pass_id",),
 }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.services import CANARY_PINS, Daemon, Mosquitto, daemon_config
+from tests.services import Daemon, Mosquitto, daemon_config, secrets_in
 
 
 class _PinCanary(logging.Handler):
@@ -20,13 +20,13 @@ class _PinCanary(logging.Handler):
         text = record.getMessage()
         if record.exc_info:
             text += logging.Formatter().formatException(record.exc_info)
-        if any(pin in text for pin in CANARY_PINS):
+        if secrets_in(text):
             self.leaks.append(f"{record.name}: {text}")
 
 
 @pytest.fixture(autouse=True)
 def pin_canary() -> Iterator[None]:
-    """Fails the test if a known test PIN reaches any log record of this process."""
+    """Fails the test if a known test PIN or web pass token reaches any log record."""
     handler = _PinCanary()
     root = logging.getLogger()
     old_level = root.level
@@ -37,7 +37,7 @@ def pin_canary() -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
-    assert not handler.leaks, f"test PIN in log records: {handler.leaks}"
+    assert not handler.leaks, f"test PIN or token in log records: {handler.leaks}"
 
 
 @pytest.fixture
@@ -88,6 +88,5 @@ def make_daemon(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[DaemonFactory]
     for daemon in started:
         daemon.stop()
         log = daemon.log_text()
-        leaked = [pin for pin in CANARY_PINS if pin in log]
-        assert not leaked, f"test PIN in the daemon log {daemon.log_path}"
+        assert not secrets_in(log), f"test PIN or token in the daemon log {daemon.log_path}"
         assert "Traceback" not in log, f"the daemon logged a traceback:\n{log[-4000:]}"
