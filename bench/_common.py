@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -79,27 +77,6 @@ class NotifySocket:
     def close(self) -> None:
         self.sock.close()
         self.path.unlink(missing_ok=True)
-
-
-class NodelayDaemon(Daemon):
-    """The daemon run through bench._nodelay_daemon: TCP_NODELAY on its MQTT socket."""
-
-    def start(self) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench._nodelay_daemon",
-                    "run",
-                    "--config",
-                    str(self.config),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
 
 
 def start_until_ready(daemon: Daemon, notify: NotifySocket, timeout: float = 60.0) -> float:

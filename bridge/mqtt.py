@@ -10,6 +10,7 @@ import asyncio
 import errno
 import json
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -184,6 +185,9 @@ class MqttLink:
             keepalive=config.keepalive,
             timeout=10,
             tls_context=tls_context,
+            # Answers are small and a person waits at the door: send them now, not after
+            # Nagle's algorithm has waited for the broker's delayed ACK (about 40 ms).
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
 
     def _topic(self, suffix: str) -> str:
