@@ -9,6 +9,7 @@ a driver never imports MQTT.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
@@ -139,6 +140,11 @@ class LockDriver(abc.ABC):
     async def write_slot(self, native_id: str, write: SlotWrite) -> None:
         """Program a slot; raise `CodeSlotError` when the lock refuses the code."""
         raise UnsupportedError(f"{self.protocol} locks cannot be programmed")
+
+    async def write_slots(self, native_id: str, writes: Sequence[SlotWrite]) -> None:
+        """Program several slots; drivers of locks that take several codes at once override it."""
+        for write in writes:
+            await self.write_slot(native_id, write)
 
     async def read_slot(self, native_id: str, slot: int) -> SlotReading:
         raise UnsupportedError(f"{self.protocol} locks cannot read codes")

@@ -31,6 +31,7 @@ module.exports.default = function mockConfig({ require: mockRequire }) {
 	const DOOR_MODE = "DoorLock_currentMode";
 	const OFFLINE = "lockbridge_offline";
 	const FRAMES = "lockbridge_frames";
+	const LOSE = "lockbridge_lose";
 
 	// The driver may send its ACK and its next frame in one TCP chunk, but the mock
 	// controller expects one serial frame per chunk: split the stream again.
@@ -93,6 +94,12 @@ module.exports.default = function mockConfig({ require: mockRequire }) {
 		const offline = {
 			handleCC(controller, self) {
 				if (self.state.get(OFFLINE)) return { action: "stop" };
+				const lose = self.state.get(LOSE) ?? 0;
+				if (lose > 0) {
+					// Radio trouble: the frame was acknowledged, then lost.
+					self.state.set(LOSE, lose - 1);
+					return { action: "stop" };
+				}
 			},
 		};
 		const doorLockReport = {
@@ -102,6 +109,9 @@ module.exports.default = function mockConfig({ require: mockRequire }) {
 				}
 				if (receivedCC instanceof cc.DoorLockCCOperationSet) {
 					self.state.set(DOOR_MODE, receivedCC.mode);
+					// Like real locks, report the remote operation as an Access Control event.
+					const secured = receivedCC.mode === cc.DoorLockMode.Secured;
+					setImmediate(() => void send(self, accessControl(controller, secured ? 0x03 : 0x04)));
 					return { action: "ok" };
 				}
 			},
@@ -302,6 +312,9 @@ module.exports.default = function mockConfig({ require: mockRequire }) {
 	}
 
 	async function perform(controller, mockNodes, request) {
+		if (request.action === "guard") {
+			return { guard: globalThis.__lockbridgeLoopbackGuard ?? null };
+		}
 		const index = specs.findIndex((s) => s.id === request.node);
 		const node = mockNodes.find((n) => n.id === request.node);
 		if (index === -1 || !node) throw new Error(`no simulated node ${request.node}`);
@@ -379,12 +392,31 @@ module.exports.default = function mockConfig({ require: mockRequire }) {
 				await send(node, accessControl(controller, 0x0e, request.slot));
 				return {};
 			}
+			case "lose": {
+				node.state.set(LOSE, request.count);
+				return {};
+			}
+			case "reset": {
+				// A fresh lock for the next test: no codes or schedules, locked, door closed.
+				for (const key of [...node.state.keys()]) {
+					if (key.startsWith("UserCode_") || key.startsWith("ScheduleEntryLock_schedule_")) {
+						node.state.delete(key);
+					}
+				}
+				node.state.set(DOOR_MODE, cc.DoorLockMode.Secured);
+				node.state.set("lockbridge_door", "closed");
+				node.state.set("lockbridge_battery", spec.battery ?? 90);
+				node.state.set(OFFLINE, false);
+				node.state.set(LOSE, 0);
+				node.autoAckControllerFrames = true;
+				await reportState();
+				await send(node, new cc.BatteryCCReport({ nodeId: controller.ownNodeId, level: spec.battery ?? 90 }));
+				return {};
+			}
 			case "slots":
 				return { slots: trueSlots(node, spec) };
 			case "frames":
 				return { frames: node.state.get(FRAMES) ?? 0 };
-			case "guard":
-				return { guard: globalThis.__lockbridgeLoopbackGuard ?? null };
 			default:
 				throw new Error(`unknown action ${request.action}`);
 		}
