@@ -20,11 +20,11 @@ from bridge.codes.clock import FakeClock
 from bridge.codes.manager import CodeManager
 from bridge.codes.vault import Vault
 from bridge.config import Config, ZigbeeConfig, ZigbeeSimulatorConfig
+from bridge.daemon import load_driver
 from bridge.driver import LockDriver, SimulatorControl
 from bridge.model import Event
 from bridge.registry import LockRegistry
 from bridge.store import Store
-from drivers.zigbee import ZigbeeDriver
 
 START = datetime.fromisoformat("2026-03-24T08:00:00+01:00")  # a Tuesday, before the DST change
 
@@ -42,11 +42,19 @@ def zigbee_config(**simulator: Any) -> dict[str, Any]:
 
 
 class Harness:
-    def __init__(self, state_dir: Path, config: Config, clock: FakeClock) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        config: Config,
+        clock: FakeClock,
+        simulator: SimulatorControl | None = None,
+    ) -> None:
         self.state_dir = state_dir
         self.config = config
         self.clock = clock
         self.events: list[Event] = []
+        # A simulator the driver does not own (e.g. a Z-Wave stack shared by a test session).
+        self._simulator = simulator
 
     async def start(self) -> None:
         self.store = Store(self.state_dir / "lockbridge.db")
@@ -55,7 +63,8 @@ class Harness:
         vault = Vault.open(self.state_dir)
         self.manager = CodeManager(self.registry, self.store, vault, self.config, clock=self.clock)
         await self.manager.load()
-        self.driver: LockDriver = ZigbeeDriver(self.registry, self.config.zigbee, self.state_dir)
+        protocol = "zwave" if self.config.zwave.enabled else "zigbee"
+        self.driver: LockDriver = load_driver(protocol, self.registry, self.config)
         self.registry.attach(self.driver)
         self.api = Api(
             self.registry,
@@ -69,7 +78,7 @@ class Harness:
         )
         self._run = asyncio.create_task(self.manager.run(), name="harness-codes")
         await self.driver.start()
-        sim = self.driver.simulator()
+        sim = self._simulator or self.driver.simulator()
         assert sim is not None
         self.sim: SimulatorControl = sim
 
@@ -171,7 +180,11 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def harness(
-    state_dir: Path, *, clock: FakeClock | None = None, **config: Any
+    state_dir: Path,
+    *,
+    clock: FakeClock | None = None,
+    simulator: SimulatorControl | None = None,
+    **config: Any,
 ) -> AsyncIterator[Harness]:
     settings = {"state_dir": state_dir, "timezone": "Europe/Berlin", **zigbee_config(), **config}
     settings["codes"] = {
@@ -180,7 +193,9 @@ async def harness(
         "retry_max_delay": 0.05,
         **settings.get("codes", {}),
     }
-    bench = Harness(state_dir, Config.model_validate(settings), clock or FakeClock(START))
+    bench = Harness(
+        state_dir, Config.model_validate(settings), clock or FakeClock(START), simulator
+    )
     await bench.start()
     try:
         yield bench

@@ -14,14 +14,23 @@ import pytest
 from bridge.codes.clock import FakeClock
 from tests.harness import START, Harness, harness, zigbee_config
 from tests.services import TEST_PINS
+from tests.zwave_support import zwave_config
 
-PROTOCOLS = ["zigbee"]
+PROTOCOLS = ["zigbee", "zwave"]
 PIN_A, PIN_B, PIN_C = TEST_PINS
 
 pytestmark = pytest.mark.parametrize("protocol", PROTOCOLS)
 
 
+@pytest.fixture(autouse=True)
+def _simulators(protocol: str, request: pytest.FixtureRequest) -> None:
+    if protocol == "zwave":
+        request.getfixturevalue("fresh_zwave")
+
+
 def sim_config(protocol: str, **options: Any) -> dict[str, Any]:
+    if protocol == "zwave":
+        return zwave_config(**options)
     assert protocol == "zigbee"
     return zigbee_config(**options)
 
@@ -118,7 +127,13 @@ async def test_recurring_code_scheduled_on_device(protocol: str, tmp_path: Path)
         await h.settle()
         slot = next(iter((await h.true_slots(lock)).values()))
         assert slot["user_type"] == "week_day_schedule_user"
-        assert slot["schedules"]["week_day"] == [[0b100, 10, 0, 12, 0]]  # ZCL: bit 2 is Tuesday
+        expected = {
+            "zigbee": [[0b100, 10, 0, 12, 0]],  # ZCL DayMask: bit 2 is Tuesday
+            "zwave": [  # Schedule Entry Lock: Sunday is 0
+                {"weekday": 2, "startHour": 10, "startMinute": 0, "stopHour": 12, "stopMinute": 0}
+            ],
+        }
+        assert slot["schedules"]["week_day"] == expected[protocol]
         assert code["type"] == "recurring"
 
 

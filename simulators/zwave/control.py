@@ -88,6 +88,10 @@ class ZWaveSimulatorControl(SimulatorControl):
         """A fresh lock: no codes or schedules, locked, door closed, online."""
         await self.request("reset", native_id)
 
+    def reset_blocking(self, native_id: str) -> None:
+        """`reset`, for callers outside an event loop (e.g. between tests)."""
+        self._sync("reset", native_id)
+
     async def loopback_guard(self) -> dict[str, Any]:
         """What the guard preloaded into mock-server saw (mDNS stubbed, UDP attempts)."""
         guard: dict[str, Any] = (await self.request("guard", "zwave-0-0"))["guard"]

@@ -403,6 +403,10 @@ module.exports.default = function mockConfig({ require: mockRequire }) {
 						node.state.delete(key);
 					}
 				}
+				for (const [slot, pin] of Object.entries(spec.codes ?? {})) {
+					node.state.set(USER.status(Number(slot)), cc.UserIDStatus.Enabled);
+					node.state.set(USER.code(Number(slot)), pin);
+				}
 				node.state.set(DOOR_MODE, cc.DoorLockMode.Secured);
 				node.state.set("lockbridge_door", "closed");
 				node.state.set("lockbridge_battery", spec.battery ?? 90);

@@ -10,6 +10,7 @@ and `lockbridge demo`, through `asyncio.to_thread`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -22,6 +23,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+import aiohttp
+from zwave_js_server.client import Client
 
 from bridge.config import ZWaveSimulatorConfig
 
@@ -179,6 +183,30 @@ class ZWaveStack:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    async def wait_interviewed(self) -> float:
+        """Wait until zwave-server has interviewed every node; return how long that took."""
+        began = time.monotonic()
+        async with aiohttp.ClientSession() as session:
+            client = Client(self.url, session)
+            async with asyncio.timeout(START_TIMEOUT):
+                await client.connect()
+                ready = asyncio.Event()
+                listener = asyncio.create_task(client.listen(ready), name="zwave-stack-wait")
+                try:
+                    await ready.wait()
+                    assert client.driver is not None
+                    nodes = client.driver.controller.nodes.values()
+                    progress = asyncio.Event()
+                    for node in nodes:
+                        node.on("ready", lambda _: progress.set())
+                    while not all(node.ready for node in nodes):
+                        await progress.wait()
+                        progress.clear()
+                finally:
+                    await client.disconnect()
+                    await listener
+        return time.monotonic() - began
 
     def stop_server(self) -> None:
         """Stop zwave-server only (the locks keep their state), as when it is restarted."""
