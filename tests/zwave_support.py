@@ -27,6 +27,7 @@ LOCKS = [
     LockSpec(id=5, slots=3),
     LockSpec(id=6, masked=True, codes={10: FACTORY_CODE}),
     LockSpec(id=7, bulk=True),
+    LockSpec(id=8, model="yale"),
 ]
 # Which nodes a test gets for the simulator options it asks for.
 KINDS: dict[tuple[tuple[str, Any], ...], list[int]] = {
@@ -35,6 +36,7 @@ KINDS: dict[tuple[tuple[str, Any], ...], list[int]] = {
     (("slots", 3),): [5],
     (("masked_codes", True),): [6],
     (("bulk_codes", True),): [7],
+    (("real_model", True),): [8],
 }
 
 _stack: ZWaveStack | None = None

@@ -139,6 +139,11 @@ class ZWaveDriver(LockDriver):
 
         return ZWaveSimulatorControl(self._stack.control_port)
 
+    def zwave_node(self, native_id: str) -> Node | None:
+        """The zwave-js node behind a lock, while the server is connected."""
+        lock = self._locks.get(native_id)
+        return lock.node if lock is not None else None
+
     @property
     def stack(self) -> Any:
         """The simulated stack, when the driver started one."""
@@ -390,6 +395,15 @@ class ZWaveDriver(LockDriver):
                 result = await node.async_invoke_cc_api(
                     command_class, method, *args, wait_for_result=True
                 )
+        except asyncio.CancelledError as err:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # The client cancels what is in flight when the server connection drops.
+            raise LockOfflineError(
+                f"{what}: the lock is unreachable (Z-Wave JS server connection lost)",
+                lock_id=native_id,
+            ) from err
         except (TimeoutError, BaseZwaveJSServerError) as err:
             error = translate(err, what, native_id, timeout)
             if isinstance(error, LockOfflineError):

@@ -227,6 +227,11 @@ class ZWaveStack:
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def pids(self) -> dict[str, int]:
+        """The running processes, by name (for checks of what they have open)."""
+        running = {"mock-server": self._mock, "zwave-server": self._server}
+        return {name: p.pid for name, p in running.items() if p is not None and p.poll() is None}
+
     def log_text(self) -> str:
         return "\n".join(
             _tail(self.workdir / f"{name}.log", 200) for name in ("mock-server", "zwave-server")
