@@ -13,7 +13,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bridge.broker import EmbeddedBroker
-from bridge.config import Config, MqttConfig, ZigbeeConfig, ZigbeeSimulatorConfig
+from bridge.config import (
+    Config,
+    MqttConfig,
+    ZigbeeConfig,
+    ZigbeeSimulatorConfig,
+    ZWaveConfig,
+    ZWaveSimulatorConfig,
+)
 from bridge.daemon import Bridge
 from bridge.logs import setup_logging
 
@@ -31,7 +38,22 @@ def parse_broker(url: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
+def zwave_locks(requested: int | None) -> int:
+    """How many simulated Z-Wave locks the demo gets: the npm stack must be installed."""
+    from simulators.zwave.stack import missing_packages  # noqa: PLC0415 - demo only
+
+    reason = missing_packages()
+    if reason is None:
+        return 1 if requested is None else requested
+    if requested:
+        print(f"No simulated Z-Wave locks: {reason}.", flush=True)
+    elif requested is None:
+        print(f"(Simulated Z-Wave locks need the Z-Wave JS stack: {reason}.)", flush=True)
+    return 0
+
+
 def demo_config(args: argparse.Namespace, host: str, port: int, state_dir: Path) -> Config:
+    zwave = getattr(args, "zwave_locks", 0)
     return Config(
         mqtt=MqttConfig(host=host, port=port, base_topic=args.base_topic),
         state_dir=state_dir,
@@ -41,6 +63,10 @@ def demo_config(args: argparse.Namespace, host: str, port: int, state_dir: Path)
             enabled=args.zigbee > 0,
             radio="simulator",
             simulator=ZigbeeSimulatorConfig(locks=args.zigbee, seed=1),
+        ),
+        zwave=ZWaveConfig(
+            enabled=zwave > 0,
+            simulator=ZWaveSimulatorConfig(enabled=True, locks=zwave),
         ),
     )
 
@@ -96,6 +122,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> None:
+    args.zwave_locks = zwave_locks(getattr(args, "zwave", None))
     async with AsyncExitStack() as stack:
         if args.broker:
             host, port = parse_broker(args.broker)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from simulators.zwave import ZWaveStack, missing_packages
+from simulators.zwave.stack import ZWaveStack, missing_packages
 from tests import zwave_support
 from tests.services import TEST_PINS, Daemon, Mosquitto, daemon_config
 

@@ -17,7 +17,8 @@ from bridge.model import EventType, LockState, Method
 from drivers.zwave import mapping
 from drivers.zwave.driver import ZWaveDriver
 from drivers.zwave.errors import translate
-from simulators.zwave import ZWaveSimulatorControl, ZWaveStack
+from simulators.zwave.control import ZWaveSimulatorControl
+from simulators.zwave.stack import ZWaveStack
 from tests.harness import harness
 from tests.services import TEST_PINS
 from tests.zwave_support import zwave_config

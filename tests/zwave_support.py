@@ -12,7 +12,8 @@ import logging
 from typing import Any
 
 from bridge.config import ZigbeeConfig, ZWaveConfig
-from simulators.zwave import LockSpec, ZWaveSimulatorControl, ZWaveStack
+from simulators.zwave.control import ZWaveSimulatorControl
+from simulators.zwave.stack import LockSpec, ZWaveStack
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,8 @@ from drivers.zwave.node import LockNode, node_status, snapshot
 
 log = logging.getLogger(__name__)
 
-# The client logs every frame it sends or receives at DEBUG, user codes included.
+# The client logs every frame it sends or receives at DEBUG, user codes included (its
+# child loggers inherit this level).
 if logging.getLogger("zwave_js_server").level in (logging.NOTSET, logging.DEBUG):
     logging.getLogger("zwave_js_server").setLevel(logging.INFO)
 

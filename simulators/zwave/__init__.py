@@ -1,6 +1,5 @@
-"""The real Z-Wave JS stack (zwave-js mock-server and zwave-server) with simulated locks."""
+"""The real Z-Wave JS stack (zwave-js mock-server and zwave-server) with simulated locks.
 
-from simulators.zwave.control import ZWaveSimulatorControl
-from simulators.zwave.stack import LockSpec, StackError, ZWaveStack, missing_packages
-
-__all__ = ["LockSpec", "StackError", "ZWaveSimulatorControl", "ZWaveStack", "missing_packages"]
+`stack` starts and stops it (without importing zwave-js-server-python, so the demo can ask
+whether it is installed); `control` is its simulator control API.
+"""

@@ -24,9 +24,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import aiohttp
-from zwave_js_server.client import Client
-
 from bridge.config import ZWaveSimulatorConfig
 
 HERE = Path(__file__).resolve().parent
@@ -186,6 +183,9 @@ class ZWaveStack:
 
     async def wait_interviewed(self) -> float:
         """Wait until zwave-server has interviewed every node; return how long that took."""
+        import aiohttp  # noqa: PLC0415 - only the tests wait here; the demo's driver waits itself
+        from zwave_js_server.client import Client  # noqa: PLC0415
+
         began = time.monotonic()
         async with aiohttp.ClientSession() as session:
             client = Client(self.url, session)
@@ -274,7 +274,7 @@ def _terminate(process: subprocess.Popen[bytes] | None) -> None:
         return
     try:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=5)
+        process.wait(timeout=2)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=5)
