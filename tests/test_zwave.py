@@ -174,8 +174,8 @@ async def test_real_fingerprint_takes_the_device_database(
         lock = h.registry.get(h.lock_ids[0])
         assert lock.identity.manufacturer == "Yale"
         assert lock.identity.model is not None and "YRD256" in lock.identity.model
-        # The slots are what the interview found (the mock's User Code CC has 10).
-        assert lock.identity.capabilities.slot_range == (1, 10)
+        # The mock says 10 slots; the device database knows this model has 251.
+        assert lock.identity.capabilities.slot_range == (1, 251)
 
 
 async def test_nothing_but_loopback(fresh_zwave: ZWaveStack) -> None:

@@ -206,7 +206,8 @@ class ZWaveDriver(LockDriver):
         self._client = None
         for native_id, lock in self._locks.items():
             lock.node = None
-            self._sink.lock_status(native_id, StatusUpdate(online=False))
+            if lock.announced:
+                self._sink.lock_status(native_id, StatusUpdate(online=False))
 
     def _node_added(self, event: dict[str, Any]) -> None:
         self._watch(event["node"])
@@ -214,7 +215,7 @@ class ZWaveDriver(LockDriver):
     def _node_removed(self, event: dict[str, Any]) -> None:
         node: Node = event["node"]
         for native_id, lock in self._locks.items():
-            if lock.node_id == node.node_id:
+            if lock.node_id == node.node_id and lock.announced:
                 lock.node = None
                 self._sink.lock_status(native_id, StatusUpdate(online=False))
 
@@ -276,6 +277,7 @@ class ZWaveDriver(LockDriver):
         lock.codes.bulk = lock.bulk
         identity = lock.identity(self._config.max_code_length)
         self._sink.lock_added(identity, snapshot(node))
+        lock.announced = True
         log.info("Z-Wave lock %s: node %d, %s", native_id, node.node_id, identity.model)
         if known and lock.connection != self._connections:
             # Back after an outage: whatever was programmed at the lock meanwhile was missed.
@@ -285,7 +287,8 @@ class ZWaveDriver(LockDriver):
     def _lock_of(self, event: dict[str, Any]) -> tuple[str, LockNode] | None:
         node: Node = event["node"]
         for native_id, lock in self._locks.items():
-            if lock.node is node:
+            # Until a lock is announced, its news is in the snapshot it is announced with.
+            if lock.node is node and lock.announced:
                 return native_id, lock
         return None
 
@@ -407,7 +410,7 @@ class ZWaveDriver(LockDriver):
             ) from err
         except (TimeoutError, BaseZwaveJSServerError) as err:
             error = translate(err, what, native_id, timeout)
-            if isinstance(error, LockOfflineError):
+            if isinstance(error, LockOfflineError) and lock is not None and lock.announced:
                 self._sink.lock_status(native_id, StatusUpdate(online=False))
             raise error from err
         return result

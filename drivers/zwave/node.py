@@ -51,6 +51,7 @@ class LockNode:
         # Which server connection the lock was last adopted on.
         self.connection = 0
         self.probed = False
+        self.announced = False
         self.bulk = False
         self.week_day_slots = 0
         self.year_day_slots = 0
