@@ -11,8 +11,15 @@ import pytest
 from zwave_js_server.const import NodeStatus
 from zwave_js_server.exceptions import FailedZWaveCommand, NotConnected
 
+from bridge.config import ZWaveConfig, parse_config
 from bridge.driver import SlotWrite
-from bridge.errors import CodeSlotError, DeviceTimeoutError, LockOfflineError, TransientError
+from bridge.errors import (
+    CodeSlotError,
+    ConfigError,
+    DeviceTimeoutError,
+    LockOfflineError,
+    TransientError,
+)
 from bridge.model import EventType, LockState, Method
 from drivers.zwave import mapping
 from drivers.zwave.driver import ZWaveDriver
@@ -224,3 +231,11 @@ def _tcp_endpoints(sockets: set[str]) -> list[tuple[str, str]]:
     # Nothing on IPv6 either (not even ::1: the stack is told 127.0.0.1 throughout).
     assert not sockets & {r[9] for r in _rows("tcp6")}
     return found
+
+
+def test_example_config_documents_the_zwave_defaults() -> None:
+    root = Path(__file__).resolve().parent.parent
+    config = parse_config((root / "config.example.yaml").read_text(), "config.example.yaml")
+    assert config.zwave == ZWaveConfig()
+    with pytest.raises(ConfigError, match=r"zwave\.url"):
+        parse_config("zwave:\n  url: http://127.0.0.1:3000\n")
