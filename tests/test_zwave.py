@@ -136,6 +136,24 @@ async def test_server_restart_mid_operation_reconnects_and_resyncs(
         assert (await h.ok("lock/unlock", lock_id=other))["confirmed"] is True
 
 
+async def test_jam_and_tamper_reach_the_bridge(fresh_zwave: ZWaveStack, tmp_path: Path) -> None:
+    async with harness(tmp_path, **zwave_config()) as h:
+        await h.settle()
+        lock, other = h.lock_ids
+        sim = h.sim
+        assert isinstance(sim, ZWaveSimulatorControl)
+        h.collect()
+        h.events.clear()
+        await sim.jam(h.native(lock))
+        await h.wait_event("lock.jammed")
+        assert h.registry.get(lock).status.lock_state is LockState.JAMMED
+        await sim.tamper(h.native(lock))
+        tampered = await h.wait_event("device.tampered")
+        assert tampered.lock_id == lock
+        assert {e.lock_id for e in h.events} == {lock}
+        assert h.registry.get(other).status.lock_state is LockState.LOCKED
+
+
 async def test_dead_node_fails_fast_and_comes_back(fresh_zwave: ZWaveStack, tmp_path: Path) -> None:
     async with harness(tmp_path, **zwave_config()) as h:
         await h.settle()

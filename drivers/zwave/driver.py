@@ -92,7 +92,10 @@ class ZWaveDriver(LockDriver):
         self._url = stack.url
 
     async def _settle(self) -> None:
-        """Wait until every node is ready (interviewed), dead, or not a lock."""
+        """Wait until every node is ready (interviewed), dead, asleep, or not a lock.
+
+        A sleeping battery lock finishes its interview when it next wakes up; it joins then.
+        """
         while True:
             self._progress.clear()
             client = self._client
@@ -100,7 +103,9 @@ class ZWaveDriver(LockDriver):
                 waiting = [
                     node
                     for node in client.driver.controller.nodes.values()
-                    if self._wanted(node) and not node.ready and node.status != NodeStatus.DEAD
+                    if self._wanted(node)
+                    and not node.ready
+                    and node.status not in (NodeStatus.DEAD, NodeStatus.ASLEEP)
                 ]
                 adopting = [task for task in self._adopting.values() if not task.done()]
                 if not waiting and not adopting:
@@ -303,7 +308,12 @@ class ZWaveDriver(LockDriver):
         if found is None:
             return
         native_id, lock = found
-        update = lock.value_update(event["value"])
+        value = event["value"]
+        if value.command_class == CommandClass.NOTIFICATION:
+            meaning = mapping.notification_state(value.property_, value.property_key, value.value)
+            self._report(native_id, meaning)
+            return
+        update = lock.value_update(value)
         if update is not None:
             self._sink.lock_status(native_id, update)
 
@@ -312,8 +322,12 @@ class ZWaveDriver(LockDriver):
         notice = event.get("notification")
         if found is None or notice is None or not hasattr(notice, "type_"):
             return
-        native_id = found[0]
         meaning = mapping.notification(notice.type_, notice.event, notice.parameters)
+        self._report(found[0], meaning)
+
+    def _report(self, native_id: str, meaning: mapping.Notification) -> None:
+        if meaning == mapping.Notification():
+            return
         update = StatusUpdate(
             online=True, lock_state=meaning.lock_state, door_open=meaning.door_open
         )

@@ -141,6 +141,22 @@ def notification(kind: int, event: int, parameters: Any) -> Notification:
     return Notification()
 
 
+# zwave-js reports some notifications as states (Notification CC values), not as events:
+# (notification type label, state variable) -> the states that mean something here.
+_STATE_VALUES = {
+    ("Access Control", "Lock state"): (ACCESS_CONTROL, _JAMMED),
+    ("Home Security", "Cover status"): (HOME_SECURITY, _TAMPER),
+}
+
+
+def notification_state(label: Any, variable: Any, state: Any) -> Notification:
+    """Translate a Notification CC state value (e.g. Access Control / Lock state = jammed)."""
+    kind, meaningful = _STATE_VALUES.get((label, variable), (None, frozenset()))
+    if kind is None or not isinstance(state, int) or state not in meaningful:
+        return Notification()
+    return notification(kind, state, None)
+
+
 def slot_occupied(status: Any) -> bool:
     return isinstance(status, int) and status not in (AVAILABLE, STATUS_NOT_AVAILABLE)
 
