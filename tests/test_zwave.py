@@ -11,7 +11,7 @@ import pytest
 from zwave_js_server.const import NodeStatus
 from zwave_js_server.exceptions import FailedZWaveCommand, NotConnected
 
-from bridge.config import ZWaveConfig, parse_config
+from bridge.config import ZWaveConfig, ZWaveSimulatorConfig, parse_config
 from bridge.driver import SlotWrite
 from bridge.errors import (
     CodeSlotError,
@@ -257,3 +257,30 @@ def test_example_config_documents_the_zwave_defaults() -> None:
     assert config.zwave == ZWaveConfig()
     with pytest.raises(ConfigError, match=r"zwave\.url"):
         parse_config("zwave:\n  url: http://127.0.0.1:3000\n")
+
+
+async def test_driver_started_simulator_as_in_the_demo(tmp_path: Path) -> None:
+    """With `simulator.enabled` the driver runs the stack itself and offers its control."""
+    config = ZWaveConfig(enabled=True, simulator=ZWaveSimulatorConfig(enabled=True, locks=1))
+    async with harness(tmp_path, zwave=config, zigbee={"enabled": False}) as h:
+        driver = h.driver
+        assert isinstance(driver, ZWaveDriver)
+        assert driver.status()["server"] == "simulator"
+        stack = driver.stack
+        assert isinstance(stack, ZWaveStack)
+        pids = stack.pids()
+        (lock,) = h.lock_ids
+        await h.sim.add_code(h.native(lock), 4, PIN_A)
+        await h.sim.keypad_entry(h.native(lock), PIN_A)
+        event = await h.wait_event("lock.unlocked", method="keypad")
+        assert event.fields["slot"] == 4
+    assert stack.pids() == {}
+    assert pids and not any(_running(pid) for pid in pids.values())
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
