@@ -51,8 +51,12 @@ module.exports.default = function mockConfig({ require: mockRequire }) {
 	// The driver may send its ACK and its next frame in one TCP chunk, but the mock
 	// controller expects one serial frame per chunk: split the stream again.
 	let pending = new Uint8Array(0);
+	let lastData = 0;
 	const resplitHostData = {
 		async onHostData(controller, data) {
+			// Like a serial receiver, give up on a frame that stays incomplete (its host died).
+			if (Date.now() - lastData > 1500) pending = new Uint8Array(0);
+			lastData = Date.now();
 			const joined = new Uint8Array(pending.length + data.length);
 			joined.set(pending, 0);
 			joined.set(data, pending.length);
