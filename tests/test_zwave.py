@@ -154,6 +154,25 @@ async def test_jam_and_tamper_reach_the_bridge(fresh_zwave: ZWaveStack, tmp_path
         assert h.registry.get(other).status.lock_state is LockState.LOCKED
 
 
+async def test_a_code_the_lock_refuses_as_duplicate_is_not_confirmed(
+    fresh_zwave: ZWaveStack, tmp_path: Path
+) -> None:
+    async with harness(tmp_path, **zwave_config()) as h:
+        await h.settle()
+        lock = h.lock_ids[0]
+        native = h.native(lock)
+        await h.sim.add_code(native, 1, PIN_A)
+        await h.driver.write_slot(native, SlotWrite(slot=2, code=PIN_A))
+        driver = h.driver
+        assert isinstance(driver, ZWaveDriver)
+        with pytest.raises(CodeSlotError) as refused:
+            for _ in range(50):  # the refusal is an event that follows the write
+                await driver.read_slot(native, 2)
+                await asyncio.sleep(0.02)
+        assert refused.value.reason == "duplicate_code_on_device"
+        assert 2 not in await h.true_slots(lock)
+
+
 async def test_dead_node_fails_fast_and_comes_back(fresh_zwave: ZWaveStack, tmp_path: Path) -> None:
     async with harness(tmp_path, **zwave_config()) as h:
         await h.settle()

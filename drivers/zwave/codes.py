@@ -60,8 +60,11 @@ class CodeSlots:
         self.bulk = bulk
         self.masked = False
         self._scheduled: dict[int, tuple[int, int]] = {}
+        # Slots whose last write the lock refused as a duplicate (Access Control event 0x0F).
+        self.refused: set[int] = set()
 
     async def write(self, write: SlotWrite) -> None:
+        self.refused.discard(write.slot)
         await self._call(
             CommandClass.USER_CODE,
             "set",
@@ -91,6 +94,13 @@ class CodeSlots:
         result = await self._call(CommandClass.USER_CODE, "get", slot, what=f"read slot {slot}")
         if not isinstance(result, dict):
             raise DeviceTimeoutError(f"read slot {slot}: the lock did not answer")
+        if slot in self.refused:
+            # Without Supervision, a refused code shows only in this event: no write loop.
+            self.refused.discard(slot)
+            raise CodeSlotError(
+                f"slot {slot}: the lock holds this code in another slot",
+                reason="duplicate_code_on_device",
+            )
         status = result.get("userIdStatus")
         if not mapping.slot_occupied(status):
             return SlotReading(slot=slot, occupied=False)

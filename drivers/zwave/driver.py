@@ -336,6 +336,9 @@ class ZWaveDriver(LockDriver):
             self._sink.lock_event(native_id, meaning.event)
         if meaning.codes_changed:
             self._sink.slot_changed(native_id, meaning.slot)
+        lock = self._locks.get(native_id)
+        if meaning.duplicate_in is not None and lock is not None and lock.codes is not None:
+            lock.codes.refused.add(meaning.duplicate_in)
 
     # Commands
 

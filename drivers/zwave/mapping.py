@@ -49,6 +49,7 @@ _DENIED = {
 }
 _CODE_ADDED_OR_DELETED = frozenset({0x0D, 0x0E})
 _ALL_CODES_DELETED = 0x0C
+_DUPLICATE_CODE = 0x0F
 _DOOR_OPEN, _DOOR_CLOSED = 0x16, 0x17
 # Home Security: cover removed, invalid code, moved.
 _TAMPER = frozenset({0x03, 0x04, 0x09})
@@ -95,6 +96,8 @@ class Notification:
     door_open: bool | None = None
     codes_changed: bool = False
     slot: int | None = None
+    # The lock refused a new code in this slot because it holds the code in another.
+    duplicate_in: int | None = None
 
 
 def _user_id(parameters: Any) -> int | None:
@@ -132,6 +135,8 @@ def notification(kind: int, event: int, parameters: Any) -> Notification:
         if event in (0x14, 0x15):
             denied["method"] = Method.REMOTE.value
         return Notification(event=DriverEvent(EventType.LOCK_ACCESS_DENIED, denied))
+    if event == _DUPLICATE_CODE:
+        return Notification(duplicate_in=user)
     if event in _CODE_ADDED_OR_DELETED:
         return Notification(codes_changed=True, slot=user)
     if event == _ALL_CODES_DELETED:
