@@ -20,7 +20,7 @@ from bridge.codes.clock import FakeClock
 from bridge.codes.manager import CodeManager
 from bridge.codes.vault import Vault
 from bridge.config import Config, ZigbeeConfig, ZigbeeSimulatorConfig
-from bridge.daemon import load_driver
+from bridge.daemon import DRIVERS, load_driver
 from bridge.driver import LockDriver, SimulatorControl
 from bridge.model import Event
 from bridge.registry import LockRegistry
@@ -63,7 +63,8 @@ class Harness:
         vault = Vault.open(self.state_dir)
         self.manager = CodeManager(self.registry, self.store, vault, self.config, clock=self.clock)
         await self.manager.load()
-        protocol = "zwave" if self.config.zwave.enabled else "zigbee"
+        # One driver per harness: the first protocol the config enables.
+        protocol = next(name for name in DRIVERS if getattr(self.config, name).enabled)
         self.driver: LockDriver = load_driver(protocol, self.registry, self.config)
         self.registry.attach(self.driver)
         self.api = Api(
