@@ -124,9 +124,11 @@ class Harness:
                 if not busy:
                     break
                 await asyncio.sleep(0.01)
-        # Let the last confirmation's bookkeeping and events finish.
+        # Let the last confirmation's bookkeeping and events finish (the store writes in a
+        # thread, so a loaded machine needs more than a few turns of the loop).
         for _ in range(20):
             await asyncio.sleep(0)
+        await asyncio.sleep(0.02)
         self.collect()
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
