@@ -38,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
         "--state-dir", type=Path, help="where to keep state (default: a temporary folder)"
     )
     demo.add_argument("--zigbee", type=int, default=1, metavar="N", help="simulated Zigbee locks")
+    demo.add_argument(
+        "--zwave",
+        type=int,
+        default=None,
+        metavar="N",
+        help="simulated Z-Wave locks on the real Z-Wave JS stack (default: 1 when installed)",
+    )
     demo.add_argument("--ble", type=int, default=1, metavar="N", help="simulated Nuki (BLE) locks")
     demo.add_argument("--base-topic", default="lockbridge", help="MQTT base topic")
     demo.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

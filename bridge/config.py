@@ -118,6 +118,34 @@ class ZigbeeConfig(_Strict):
         return value
 
 
+class ZWaveSimulatorConfig(_Strict):
+    # Start the simulated Z-Wave JS stack (npm packages in simulators/zwave) instead of
+    # connecting to `url`.
+    enabled: bool = False
+    locks: Annotated[int, Field(ge=0, le=50)] = 1
+    slots: Annotated[int, Field(ge=1, le=250)] = 10
+    masked_codes: bool = False
+    bulk_codes: bool = False
+    week_day_schedules: Annotated[int, Field(ge=0, le=20)] = 7
+    year_day_schedules: Annotated[int, Field(ge=0, le=20)] = 2
+    # Add one lock with a real fingerprint (Yale YRD256) described by the device database.
+    real_model: bool = False
+
+
+class ZWaveConfig(_Strict):
+    enabled: bool = False
+    url: Annotated[str, Field(pattern=r"^wss?://")] = "ws://127.0.0.1:3000"
+    command_timeout: Annotated[float, Field(gt=0, le=120)] = 10.0
+    # How long start-up waits for the server and the locks' interviews.
+    ready_timeout: Annotated[float, Field(gt=0, le=600)] = 60.0
+    reconnect_max_delay: Annotated[float, Field(gt=0, le=600)] = 30.0
+    # Longest keypad code the locks take (the User Code CC allows 4 to 10 digits; most locks 8).
+    max_code_length: Annotated[int, Field(ge=4, le=10)] = 8
+    # Bridge only these node ids (default: every node with Door Lock CC).
+    nodes: list[Annotated[int, Field(ge=1, le=4000)]] | None = None
+    simulator: ZWaveSimulatorConfig = ZWaveSimulatorConfig()
+
+
 class BleSimulatorConfig(_Strict):
     locks: Annotated[int, Field(ge=0, le=200)] = 1
     latency_ms: Annotated[float, Field(ge=0, le=10_000)] = 20.0
@@ -283,6 +311,7 @@ class Config(_Strict):
     codes: CodesConfig = CodesConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     zigbee: ZigbeeConfig = ZigbeeConfig()
+    zwave: ZWaveConfig = ZWaveConfig()
     ble: BleConfig = BleConfig()
     web_pass: WebPassConfig = WebPassConfig()
     locks: dict[str, LockOverride] = {}
@@ -311,7 +340,7 @@ class Config(_Strict):
             "base_topic": self.mqtt.base_topic,
             "mqtt": {"host": self.mqtt.host, "port": self.mqtt.port, "tls": self.mqtt.tls.enabled},
             "expose_codes": self.mqtt.expose_codes,
-            "drivers": [name for name in ("zigbee", "ble") if getattr(self, name).enabled],
+            "drivers": [name for name in ("zigbee", "zwave", "ble") if getattr(self, name).enabled],
             "simulator_control": self.simulator_control,
             "web_pass": self.web_pass.enabled,
         }

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # Drivers are loaded by name so that the core never imports a radio library.
 DRIVERS = {
     "zigbee": "drivers.zigbee:ZigbeeDriver",
+    "zwave": "drivers.zwave:ZWaveDriver",
     "ble": "drivers.ble:BleDriver",
 }
 

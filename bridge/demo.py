@@ -23,6 +23,8 @@ from bridge.config import (
     WebPassConfig,
     ZigbeeConfig,
     ZigbeeSimulatorConfig,
+    ZWaveConfig,
+    ZWaveSimulatorConfig,
 )
 from bridge.daemon import Bridge
 from bridge.logs import setup_logging
@@ -41,7 +43,22 @@ def parse_broker(url: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
+def zwave_locks(requested: int | None) -> int:
+    """How many simulated Z-Wave locks the demo gets: the npm stack must be installed."""
+    from simulators.zwave.stack import missing_packages  # noqa: PLC0415 - demo only
+
+    reason = missing_packages()
+    if reason is None:
+        return 1 if requested is None else requested
+    if requested:
+        print(f"No simulated Z-Wave locks: {reason}.", flush=True)
+    elif requested is None:
+        print(f"(Simulated Z-Wave locks need the Z-Wave JS stack: {reason}.)", flush=True)
+    return 0
+
+
 def demo_config(args: argparse.Namespace, host: str, port: int, state_dir: Path) -> Config:
+    zwave = getattr(args, "zwave_locks", 0)
     return Config(
         mqtt=MqttConfig(host=host, port=port, base_topic=args.base_topic),
         state_dir=state_dir,
@@ -62,6 +79,10 @@ def demo_config(args: argparse.Namespace, host: str, port: int, state_dir: Path)
             simulator=BleSimulatorConfig(locks=args.ble, seed=1),
         ),
         web_pass=WebPassConfig(enabled=True, port=0),
+        zwave=ZWaveConfig(
+            enabled=zwave > 0,
+            simulator=ZWaveSimulatorConfig(enabled=True, locks=zwave),
+        ),
     )
 
 
@@ -142,6 +163,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> None:
+    args.zwave_locks = zwave_locks(getattr(args, "zwave", None))
     async with AsyncExitStack() as stack:
         if args.broker:
             host, port = parse_broker(args.broker)

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from simulators.zwave.stack import ZWaveStack, missing_packages
+from tests import zwave_support
 from tests.services import Daemon, Mosquitto, daemon_config, secrets_in
 
 
@@ -90,3 +92,24 @@ def make_daemon(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[DaemonFactory]
         log = daemon.log_text()
         assert not secrets_in(log), f"test PIN or token in the daemon log {daemon.log_path}"
         assert "Traceback" not in log, f"the daemon logged a traceback:\n{log[-4000:]}"
+
+
+@pytest.fixture(scope="session")
+def zwave_stack() -> Iterator[ZWaveStack]:
+    """The simulated Z-Wave JS stack, started once per session (see tests/zwave_support.py)."""
+    reason = missing_packages()
+    assert reason is None, (
+        f"the Z-Wave tests need the npm stack: {reason}; run scripts/setup --test"
+    )
+    stack = zwave_support.start_stack()
+    try:
+        yield stack
+    finally:
+        zwave_support.stop_stack()
+
+
+@pytest.fixture
+def fresh_zwave(zwave_stack: ZWaveStack) -> ZWaveStack:
+    """The session's stack, its locks reset for this test."""
+    zwave_support.reset_all()
+    return zwave_stack

@@ -26,7 +26,7 @@ from bridge.config import (
     ZigbeeConfig,
     ZigbeeSimulatorConfig,
 )
-from bridge.daemon import load_driver
+from bridge.daemon import DRIVERS, load_driver
 from bridge.driver import LockDriver, SimulatorControl
 from bridge.model import Event
 from bridge.registry import LockRegistry
@@ -61,15 +61,26 @@ def ble_config(*, driver: dict[str, Any] | None = None, **simulator: Any) -> dic
         "retry_delay": 0.01,
         **(driver or {}),
     }
-    return {"ble": BleConfig(**settings, simulator=BleSimulatorConfig(**options))}
+    return {
+        "zigbee": ZigbeeConfig(enabled=False),
+        "ble": BleConfig(**settings, simulator=BleSimulatorConfig(**options)),
+    }
 
 
 class Harness:
-    def __init__(self, state_dir: Path, config: Config, clock: FakeClock) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        config: Config,
+        clock: FakeClock,
+        simulator: SimulatorControl | None = None,
+    ) -> None:
         self.state_dir = state_dir
         self.config = config
         self.clock = clock
         self.events: list[Event] = []
+        # A simulator the driver does not own (e.g. a Z-Wave stack shared by a test session).
+        self._simulator = simulator
 
     async def start(self) -> None:
         self.store = Store(self.state_dir / "lockbridge.db")
@@ -78,7 +89,8 @@ class Harness:
         vault = Vault.open(self.state_dir)
         self.manager = CodeManager(self.registry, self.store, vault, self.config, clock=self.clock)
         await self.manager.load()
-        protocol = "ble" if self.config.ble.enabled else "zigbee"
+        # One driver per harness: the first protocol the config enables.
+        protocol = next(name for name in DRIVERS if getattr(self.config, name).enabled)
         self.driver: LockDriver = load_driver(protocol, self.registry, self.config)
         self.registry.attach(self.driver)
         self.api = Api(
@@ -93,7 +105,7 @@ class Harness:
         )
         self._run = asyncio.create_task(self.manager.run(), name="harness-codes")
         await self.driver.start()
-        sim = self.driver.simulator()
+        sim = self._simulator or self.driver.simulator()
         assert sim is not None
         self.sim: SimulatorControl = sim
 
@@ -138,8 +150,8 @@ class Harness:
                 if not busy:
                     break
                 await asyncio.sleep(0.01)
-        # Let the last confirmation's bookkeeping and events finish (the store's writes
-        # hop to a thread, so yielding alone is not always enough).
+        # Let the last confirmation's bookkeeping and events finish (the store writes in a
+        # thread, so a loaded machine needs more than a few turns of the loop).
         for _ in range(20):
             await asyncio.sleep(0)
         await asyncio.sleep(0.02)
@@ -197,7 +209,11 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def harness(
-    state_dir: Path, *, clock: FakeClock | None = None, **config: Any
+    state_dir: Path,
+    *,
+    clock: FakeClock | None = None,
+    simulator: SimulatorControl | None = None,
+    **config: Any,
 ) -> AsyncIterator[Harness]:
     settings = {"state_dir": state_dir, "timezone": "Europe/Berlin", **zigbee_config(), **config}
     settings["codes"] = {
@@ -206,7 +222,9 @@ async def harness(
         "retry_max_delay": 0.05,
         **settings.get("codes", {}),
     }
-    bench = Harness(state_dir, Config.model_validate(settings), clock or FakeClock(START))
+    bench = Harness(
+        state_dir, Config.model_validate(settings), clock or FakeClock(START), simulator
+    )
     await bench.start()
     try:
         yield bench
