@@ -109,6 +109,13 @@ def zwave_stack() -> Iterator[ZWaveStack]:
 
 
 @pytest.fixture
+def protocol_stack(protocol: str, request: pytest.FixtureRequest) -> None:
+    """Whatever a parametrised `protocol`'s simulator needs running (Z-Wave: the npm stack)."""
+    if protocol == "zwave":
+        request.getfixturevalue("fresh_zwave")
+
+
+@pytest.fixture
 def fresh_zwave(zwave_stack: ZWaveStack) -> ZWaveStack:
     """The session's stack, its locks reset for this test."""
     zwave_support.reset_all()

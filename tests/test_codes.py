@@ -15,39 +15,13 @@ import pytest
 
 from bridge.codes.clock import FakeClock
 from bridge.driver import SlotWrite
-from tests.harness import START, Harness, ble_config, harness, zigbee_config
-from tests.services import NUKI_TEST_PINS, TEST_PINS
-from tests.zwave_support import zwave_config
+from tests.harness import START, Harness, harness
+from tests.protocols import PROTOCOLS, more_pins, pins, sim_config
 
-PROTOCOLS = ["zigbee", "zwave", "ble"]
-
-pytestmark = pytest.mark.parametrize("protocol", PROTOCOLS)
-
-
-@pytest.fixture(autouse=True)
-def _simulators(protocol: str, request: pytest.FixtureRequest) -> None:
-    if protocol == "zwave":
-        request.getfixturevalue("fresh_zwave")
-
-
-def sim_config(protocol: str, **options: Any) -> dict[str, Any]:
-    if protocol == "ble":
-        return ble_config(**options)
-    if protocol == "zwave":
-        return zwave_config(**options)
-    assert protocol == "zigbee"
-    return zigbee_config(**options)
-
-
-def pins(protocol: str) -> tuple[str, ...]:
-    """Three test PINs the protocol's locks accept (Nuki: six digits 1-9)."""
-    return NUKI_TEST_PINS if protocol == "ble" else TEST_PINS
-
-
-def more_pins(protocol: str, count: int) -> list[str]:
-    if protocol == "ble":
-        return ["345678", "456789", "567891", "678912", "789123", "891234"][:count]
-    return [f"{40000 + 1111 * i}" for i in range(count)]
+pytestmark = [
+    pytest.mark.parametrize("protocol", PROTOCOLS),
+    pytest.mark.usefixtures("protocol_stack"),
+]
 
 
 def assert_date_range_on_device(

@@ -7,27 +7,16 @@ battery, and a lock that goes away and comes back.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.harness import Harness, harness, zigbee_config
-from tests.services import TEST_PINS
-from tests.zwave_support import zwave_config
+from tests.harness import Harness, harness
+from tests.protocols import PROTOCOLS, pins, sim_config
 
-PROTOCOLS = ["zigbee", "zwave"]
-
-pytestmark = pytest.mark.parametrize("protocol", PROTOCOLS)
-
-
-@pytest.fixture(autouse=True)
-def _simulators(protocol: str, request: pytest.FixtureRequest) -> None:
-    if protocol == "zwave":
-        request.getfixturevalue("fresh_zwave")
-
-
-def sim_config(protocol: str) -> dict[str, Any]:
-    return zwave_config() if protocol == "zwave" else zigbee_config()
+pytestmark = [
+    pytest.mark.parametrize("protocol", PROTOCOLS),
+    pytest.mark.usefixtures("protocol_stack"),
+]
 
 
 async def started(h: Harness) -> tuple[str, str]:
@@ -54,8 +43,8 @@ async def test_lock_and_unlock_are_confirmed_and_reported(protocol: str, tmp_pat
 async def test_keypad_entry_is_an_event_with_the_slot(protocol: str, tmp_path: Path) -> None:
     async with harness(tmp_path, **sim_config(protocol)) as h:
         lock, _ = await started(h)
-        await h.sim.add_code(h.native(lock), 3, TEST_PINS[0])
-        await h.sim.keypad_entry(h.native(lock), TEST_PINS[0])
+        await h.sim.add_code(h.native(lock), 3, pins(protocol)[0])
+        await h.sim.keypad_entry(h.native(lock), pins(protocol)[0])
         event = await h.wait_event("lock.unlocked", method="keypad")
         assert event.fields["slot"] == 3
         await h.wait_for(lambda: h.registry.get(lock).status.lock_state.value == "unlocked")
@@ -65,8 +54,8 @@ async def test_wrong_pin_is_denied(protocol: str, tmp_path: Path) -> None:
     async with harness(tmp_path, **sim_config(protocol)) as h:
         lock, _ = await started(h)
         await h.ok("lock/lock", lock_id=lock)
-        await h.sim.add_code(h.native(lock), 1, TEST_PINS[0])
-        await h.sim.keypad_entry(h.native(lock), TEST_PINS[1])
+        await h.sim.add_code(h.native(lock), 1, pins(protocol)[0])
+        await h.sim.keypad_entry(h.native(lock), pins(protocol)[1])
         event = await h.wait_event("lock.access_denied")
         assert event.fields["reason"] == "invalid_code"
         assert h.registry.get(lock).status.lock_state.value == "locked"
@@ -85,10 +74,10 @@ async def test_manual_operation_door_and_battery(protocol: str, tmp_path: Path) 
         await h.wait_event("door.opened")
         await h.sim.door(native, is_open=False)
         await h.wait_event("door.closed")
-        await h.sim.battery(native, 9)
+        await h.sim.battery(native, 10)  # Nuki reports even percentages
         await h.wait_event("device.low_battery")
         status = h.registry.get(lock).status
-        assert status.battery_level == 9 and status.battery_status is not None
+        assert status.battery_level == 10 and status.battery_status is not None
         assert status.battery_status.value == "critical"
 
 
@@ -97,7 +86,7 @@ async def test_offline_lock_and_its_return(protocol: str, tmp_path: Path) -> Non
         lock, other = await started(h)
         native = h.native(lock)
         await h.ok("lock/lock", lock_id=lock)
-        await h.sim.add_code(native, 2, TEST_PINS[1])
+        await h.sim.add_code(native, 2, pins(protocol)[1])
         await h.sim.set_online(native, online=False)
         refused = await h.request("lock/unlock", lock_id=lock)
         assert refused["error"]["code"] == "lock_offline"
@@ -106,7 +95,7 @@ async def test_offline_lock_and_its_return(protocol: str, tmp_path: Path) -> Non
         # The other lock is unaffected.
         assert (await h.ok("lock/unlock", lock_id=other))["confirmed"] is True
         # Someone unlocks at the door meanwhile: the bridge cannot hear it.
-        await h.sim.keypad_entry(native, TEST_PINS[1])
+        await h.sim.keypad_entry(native, pins(protocol)[1])
         assert h.registry.get(lock).status.lock_state.value == "locked"
         # Back on the air, the lock is online again with the state it has now.
         await h.sim.set_online(native, online=True)

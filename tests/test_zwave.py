@@ -211,6 +211,30 @@ async def test_bulk_writes_only_where_the_lock_takes_several_codes(
             assert {n: s["code"] for n, s in slots.items()} == {1: PIN_A, 2: PIN_B, 3: PIN_C}
 
 
+async def test_the_manager_sends_waiting_codes_in_bulk(
+    fresh_zwave: ZWaveStack, tmp_path: Path
+) -> None:
+    async with harness(tmp_path, **zwave_config(bulk_codes=True)) as h:
+        await h.settle()
+        lock = h.lock_ids[0]
+        native = h.native(lock)
+        await h.sim.set_online(native, online=False)
+        await h.request("lock/lock", lock_id=lock)  # the bridge notices the lock is away
+        await h.wait_online(lock, online=False)
+        for pin in TEST_PINS:
+            await h.ok("access_code/create", lock_id=lock, code=pin)
+        before = h.frames(lock)
+        await h.sim.set_online(native, online=True)
+        await h.wait_online(lock)
+        await h.settle(timeout=30)
+        slots = await h.true_slots(lock)
+        assert sorted(s["code"] for s in slots.values()) == sorted(TEST_PINS)
+        ops = h.manager.radio_operations(lock)
+        # One Extended User Code Set for all three, then a confirming read of each.
+        assert ops["bulk_write"] == 1 and ops["read"] == 3 and "write" not in ops
+        assert h.frames(lock) - before == 1 + 3
+
+
 async def test_real_fingerprint_takes_the_device_database(
     fresh_zwave: ZWaveStack, tmp_path: Path
 ) -> None:

@@ -101,8 +101,13 @@ class LockWorker:
         if self.single_writes:
             return []
         limit = self._driver().bulk_write_limit(lock.identity.native_id)
-        batch = list(itertools.takewhile(lambda op: op.kind == "write", operations))
-        return batch[:limit]
+
+        def plain_write(op: Operation) -> bool:
+            # A code with a schedule on the lock goes alone: its schedule is a write of its own.
+            code = self.m.codes.get(op.access_code_id or "")
+            return op.kind == "write" and code is not None and not self.m.native(lock, code)
+
+        return list(itertools.takewhile(plain_write, operations))[:limit]
 
     async def _execute(self, lock: Lock, op: Operation) -> None:
         native_id = lock.identity.native_id

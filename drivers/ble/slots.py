@@ -14,7 +14,7 @@ from bridge.driver import SlotReading, SlotWrite
 from bridge.errors import CodeSlotError, UnsupportedError
 from drivers.ble.identity import native_id
 from drivers.ble.nuki import commands, wire
-from drivers.ble.nuki.const import ErrorCode
+from drivers.ble.nuki.const import Completion, ErrorCode, LogType
 from drivers.ble.nuki.keypad import code_number, time_limit
 from drivers.ble.nuki.session import Credentials, NukiRefusal, NukiSession
 
@@ -183,6 +183,20 @@ class KeypadSlots:
         reported = False
         if fresh:
             slots = {code: slot for slot, code in book.slots.items()}
+            strangers = {
+                entry.code_id
+                for entry in entries
+                if entry.kind == LogType.KEYPAD_ACTION
+                and entry.completion == Completion.SUCCESS
+                and entry.code_id not in slots
+            }
+            if strangers:
+                # A code the bridge has not seen was used: list the codes once, so that the
+                # event names its slot and the manager learns of it.
+                await self._listing(native, session, creds)
+                slots = {code: slot for slot, code in book.slots.items()}
+                for code_id in strangers & set(slots):
+                    sink.slot_changed(native, slots[code_id])
             for entry in entries:
                 if entry.auth_id == creds.auth_id:
                     continue  # our own command, already reported when it completed

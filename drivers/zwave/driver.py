@@ -34,6 +34,9 @@ from drivers.zwave.node import LockNode, node_status, snapshot
 
 log = logging.getLogger(__name__)
 
+# Extended User Code Set entries of up to 14 bytes each: three fit in one frame's payload.
+BULK_CODES_PER_FRAME = 3
+
 # The client logs every frame it sends or receives at DEBUG, user codes included (its
 # child loggers inherit this level).
 if logging.getLogger("zwave_js_server").level in (logging.NOTSET, logging.DEBUG):
@@ -364,6 +367,12 @@ class ZWaveDriver(LockDriver):
 
     async def write_slots(self, native_id: str, writes: Sequence[SlotWrite]) -> None:
         await self._codes(native_id).write_many(writes)
+
+    def bulk_write_limit(self, native_id: str) -> int:
+        lock = self._locks.get(native_id)
+        if lock is None or lock.codes is None or not lock.codes.bulk:
+            return 1
+        return BULK_CODES_PER_FRAME
 
     async def read_slot(self, native_id: str, slot: int) -> SlotReading:
         codes = self._codes(native_id)

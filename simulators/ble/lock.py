@@ -354,6 +354,21 @@ class SimNukiLock:
             (c for c in self.data.codes.values() if pin.isdigit() and c.code == int(pin)), None
         )
         if match is None or not match.enabled or (match.limit and not match.limit.permits(now)):
+            self._log(
+                wire.LogEntry(
+                    0,
+                    now,
+                    0,
+                    match.name if match else "",
+                    LogType.KEYPAD_ACTION,
+                    LockAction.UNLOCK,
+                    KeypadSource.CODE,
+                    Completion.INVALID_CODE,
+                    match.code_id if match else 0,
+                )
+            )
+            self.state_changed = True
+            self._changed()
             return False
         self.data.codes[match.code_id] = wire.KeypadCode(
             match.code_id, match.code, match.name, match.enabled, match.limit, match.lock_count + 1

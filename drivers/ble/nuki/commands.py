@@ -56,11 +56,17 @@ def status_update(states: wire.KeyturnerStates) -> StatusUpdate:
 
 
 def log_event(entry: wire.LogEntry, slot_of_code: dict[int, int]) -> DriverEvent | None:
-    """The event a log entry reports, or None for entries that are not lock movements."""
+    """The event a log entry reports, or None for entries that are neither movements nor denials."""
+    keypad_code = entry.kind == LogType.KEYPAD_ACTION and entry.trigger == KeypadSource.CODE
+    if keypad_code and entry.completion == Completion.INVALID_CODE:
+        return DriverEvent(
+            EventType.LOCK_ACCESS_DENIED,
+            {"method": Method.KEYPAD.value, "reason": "invalid_code"},
+        )
     if entry.completion != Completion.SUCCESS:
         return None
     fields: dict[str, Any]
-    if entry.kind == LogType.KEYPAD_ACTION and entry.trigger == KeypadSource.CODE:
+    if keypad_code:
         fields = {"method": Method.KEYPAD.value}
         if entry.code_id in slot_of_code:
             fields["slot"] = slot_of_code[entry.code_id]

@@ -130,3 +130,5 @@ class Completion(enum.IntEnum):
     MOTOR_BLOCKED = 0x01
     CANCELED = 0x02
     INCOMPLETE = 0x08
+    # Keypad entries: a code the lock does not know, or not at this time.
+    INVALID_CODE = 0xE0
