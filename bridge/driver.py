@@ -9,13 +9,17 @@ a driver never imports MQTT.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import asyncio
+import logging
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
 from bridge.errors import UnsupportedError
 from bridge.model import DriverEvent, LockIdentity, StatusUpdate
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +111,32 @@ class LockDriver(abc.ABC):
     def __init__(self, sink: DriverSink) -> None:
         self._sink = sink
         self._radio_ops: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Set when a background task ends: start-up waits on it for the locks to settle.
+        self._progress = asyncio.Event()
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run `work` in the background until it ends or `_cancel_tasks`, logging a failure."""
+        task = asyncio.get_running_loop().create_task(self._guarded(work, name), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _guarded(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s task %s failed", self.protocol, name)
+        finally:
+            self._progress.set()
+
+    async def _cancel_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def count_radio_operation(self, native_id: str) -> None:
         """Drivers call this for every request they send to a lock."""

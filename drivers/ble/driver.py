@@ -18,7 +18,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +77,12 @@ class BleDriver(LockDriver):
         self._online: dict[str, bool] = {}
         self._busy: dict[str, asyncio.Task[None]] = {}
         self._quiet_until: dict[str, float] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         self._scanner: BleakScanner | None = None
         self._air: Any = None
         self._client_backend: type[BaseBleakClient] | None = None
         self._scanner_backend: type[BaseBleakScanner] | None = None
         self._vault: Vault | None = None
         self._state = "stopped"
-        self._progress = asyncio.Event()
         self._file_lock = threading.Lock()
         self._heard: dict[str, float] = {}
         self._devices: dict[str, BLEDevice] = {}  # by address, as last advertised
@@ -150,10 +148,7 @@ class BleDriver(LockDriver):
         if absence is not None:
             absence.cancel()
             await asyncio.gather(absence, return_exceptions=True)
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._cancel_tasks()
         scanner, self._scanner = self._scanner, None
         if scanner is not None:
             try:
@@ -402,28 +397,10 @@ class BleDriver(LockDriver):
         self._online[native] = online
         self._sink.lock_status(native, StatusUpdate(online=online))
 
-    def _once(self, native: str, work: Awaitable[None], name: str) -> None:
+    def _once(self, native: str, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run `work` unless a task for this lock is already running (then drop it)."""
         running = self._busy.get(native)
         if running is not None and not running.done():
-            if asyncio.iscoroutine(work):
-                work.close()
+            work.close()
             return
         self._busy[native] = self._spawn(work, name)
-
-    def _spawn(self, work: Awaitable[None], name: str) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(_run(work, name, self._progress), name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-
-async def _run(work: Awaitable[None], name: str, done: asyncio.Event) -> None:
-    try:
-        await work
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("BLE task %s failed", name)
-    finally:
-        done.set()

@@ -128,9 +128,7 @@ class ZigbeeDriver(LockDriver):
         self._locks: dict[str, zigpy.device.Device] = {}
         self._online: dict[str, bool] = {}
         self._adopting: dict[str, asyncio.Task[None]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         self._state = "stopped"
-        self._progress = asyncio.Event()
 
     # Lifecycle
 
@@ -168,10 +166,7 @@ class ZigbeeDriver(LockDriver):
             log.warning("Zigbee: some locks were not ready within %.0f s", SETTLE_TIMEOUT)
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._cancel_tasks()
         app, self._app = self._app, None
         if app is not None:
             app.remove_listener(self)
@@ -413,23 +408,6 @@ class ZigbeeDriver(LockDriver):
         elif command_id == DoorLock.ClientCommandDefs.programming_event_notification.id:
             user = int(args.user_id)
             self._sink.slot_changed(native_id, None if user == mapping.NO_USER else user + 1)
-
-    def _spawn(self, work: Awaitable[None], name: str) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(_run(work, name, self._progress), name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-
-async def _run(work: Awaitable[None], name: str, done: asyncio.Event) -> None:
-    try:
-        await work
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("Zigbee task %s failed", name)
-    finally:
-        done.set()
 
 
 class _ClusterListener:

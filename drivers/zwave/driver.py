@@ -56,11 +56,9 @@ class ZWaveDriver(LockDriver):
         self._client: Client | None = None
         self._locks: dict[str, LockNode] = {}
         self._unsubscribe: list[Callable[[], None]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._adopting: dict[str, asyncio.Task[None]] = {}
         self._connected = asyncio.Event()
-        self._progress = asyncio.Event()
         self._connections = 0
         self._state = "stopped"
 
@@ -121,10 +119,7 @@ class ZWaveDriver(LockDriver):
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._cancel_tasks()
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -440,20 +435,3 @@ class ZWaveDriver(LockDriver):
                 self._sink.lock_status(native_id, StatusUpdate(online=False))
             raise error from err
         return result
-
-    def _spawn(self, work: Awaitable[None], name: str) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(_run(work, name, self._progress), name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-
-async def _run(work: Awaitable[None], name: str, done: asyncio.Event) -> None:
-    try:
-        await work
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("Z-Wave task %s failed", name)
-    finally:
-        done.set()
