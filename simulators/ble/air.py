@@ -7,7 +7,6 @@ file, so a restarted bridge finds them as a real lock would be found.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from bumble.transport.common import AsyncPipeSink
 from simulators.ble import backend
 from simulators.ble.lock import NukiData, SimNukiLock, new_lock_data
 from simulators.ble.peripheral import NukiPeripheral
+from simulators.flash import Flash
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,11 @@ class SimulatedAir:
         self.zone = ZoneInfo(str(options.get("timezone", "UTC")))
         self.locks: dict[str, NukiPeripheral] = {}
         path = options.get("state_file")
-        self._state_file = Path(path) if path else None
-        self._save_task: asyncio.Task[None] | None = None
+        self._flash = Flash(
+            Path(path) if path else None,
+            lambda: {address: p.lock.data.to_json() for address, p in self.locks.items()},
+            "ble-sim",
+        )
         self._started = False
 
     def backends(self) -> tuple[type[BaseBleakClient], type[BaseBleakScanner]]:
@@ -79,7 +82,7 @@ class SimulatedAir:
     async def start(self) -> None:
         if self._started:
             return
-        saved = await asyncio.to_thread(self._read_state)
+        saved = await self._flash.read()
         seed = int(self.options.get("seed") or 0)
         rng = random.Random(seed)
         pin = int(self.options.get("security_pin", 1234))
@@ -94,7 +97,7 @@ class SimulatedAir:
                 data,
                 max_codes=int(self.options.get("slots", 100)),
                 clock=self.local_now,
-                changed=self._schedule_save,
+                changed=self._flash.changed,
             )
             # A fresh lock waits in pairing mode, as if its button had been held.
             lock.pairing_mode = (
@@ -115,45 +118,10 @@ class SimulatedAir:
         if self.central.is_scanning:
             await self.central.stop_scanning()
         await self.central.power_off()
-        if self._save_task is not None:
-            await self._save_task
-        await asyncio.to_thread(self._write_state)
+        await self._flash.close()
 
     def in_pairing_mode(self) -> set[str]:
         return {address for address, p in self.locks.items() if p.lock.pairing_mode}
 
     def lock(self, address: str) -> NukiPeripheral:
         return self.locks[address.upper()]
-
-    # Persistence
-
-    def _schedule_save(self) -> None:
-        if self._state_file is None or (self._save_task and not self._save_task.done()):
-            return
-        self._save_task = asyncio.get_running_loop().create_task(
-            self._save_soon(), name="ble-sim-save"
-        )
-
-    async def _save_soon(self) -> None:
-        await asyncio.sleep(0.05)
-        await asyncio.to_thread(self._write_state)
-
-    def _read_state(self) -> dict[str, Any]:
-        if self._state_file is None or not self._state_file.exists():
-            return {}
-        try:
-            data: dict[str, Any] = json.loads(self._state_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            log.warning(
-                "simulator state %s unreadable (%s); starting afresh", self._state_file, err
-            )
-            return {}
-        return data
-
-    def _write_state(self) -> None:
-        if self._state_file is None:
-            return
-        data = {address: p.lock.data.to_json() for address, p in self.locks.items()}
-        temporary = self._state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(data), encoding="utf-8")
-        temporary.replace(self._state_file)

@@ -10,11 +10,9 @@ codes) when the bridge restarts, like real locks do.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +25,7 @@ import zigpy.state
 import zigpy.types as t
 import zigpy.zdo.types as zdo_t
 
+from simulators.flash import Flash
 from simulators.zigbee.doorlock import LockData, LockSettings, SimDoorLock
 from simulators.zigbee.node import COORDINATOR_NWK, SimEndpoint, SimNode
 
@@ -63,17 +62,18 @@ class SimulatedRadio(zigpy.application.ControllerApplication):
         self._connected = False
         self._permit_until = 0.0
         self._deliveries: set[asyncio.Task[None]] = set()
-        self._save_task: asyncio.Task[None] | None = None
-        self._dirty = False
-        self._file_lock = threading.Lock()
         self._lost: dict[t.EUI64, int] = {}
         path = options.get("state_file")
-        self._state_file = Path(path) if path else None
+        self._flash = Flash(
+            Path(path) if path else None,
+            lambda: {str(ieee): lock.data.to_json() for ieee, lock in self.locks.items()},
+            "zigbee-sim",
+        )
 
     # Radio lifecycle
 
     async def connect(self) -> None:
-        saved = await asyncio.to_thread(self._read_state)
+        saved = await self._flash.read()
         settings = LockSettings(
             slots=int(self._options.get("slots", 30)),
             min_pin_length=int(self._options.get("min_pin_length", 4)),
@@ -102,7 +102,7 @@ class SimulatedRadio(zigpy.application.ControllerApplication):
                 data,
                 clock=self._now,
                 send=self._from_node,
-                changed=self._schedule_save,
+                changed=self._flash.changed,
             )
             self.locks[ieee] = lock
             self._nodes[nwk] = lock
@@ -114,10 +114,8 @@ class SimulatedRadio(zigpy.application.ControllerApplication):
             task.cancel()
         if self._deliveries:
             await asyncio.gather(*self._deliveries, return_exceptions=True)
-        if self._save_task is not None:
-            await asyncio.gather(self._save_task, return_exceptions=True)
         if self.locks:
-            await asyncio.to_thread(self._write_state)
+            await self._flash.close()
 
     async def load_network_info(self, *, load_devices: bool = False) -> None:
         self.state.node_info = zigpy.state.NodeInfo(
@@ -207,12 +205,11 @@ class SimulatedRadio(zigpy.application.ControllerApplication):
         if self.latency:
             await asyncio.sleep(self.latency)
         answers: list[t.ZigbeePacket] = []
-        self._dirty = False
+        self._flash.dirty = False
         node.receive(packet, answers.append)
-        if self._dirty:
-            # Like a lock's flash: what it acknowledges survives a crash of the whole process.
-            self._dirty = False
-            await asyncio.to_thread(self._write_state)
+        if self._flash.dirty:
+            # What the lock acknowledges survives a crash of the whole process.
+            await self._flash.write()
         for answer in answers:
             self._from_node(answer)
 
@@ -261,45 +258,9 @@ class SimulatedRadio(zigpy.application.ControllerApplication):
         lock = self.lock_by_ieee(ieee)
         was_online = lock.data.online
         lock.data.online = online
-        self._schedule_save()
+        self._flash.changed()
         if online and not was_online:
             self._deliver(lock.announce())
-
-    # Persistence of the simulated locks' own state
-
-    def _schedule_save(self) -> None:
-        self._dirty = True
-        if self._state_file is None or (self._save_task and not self._save_task.done()):
-            return
-        self._save_task = asyncio.get_running_loop().create_task(
-            self._save_soon(), name="zigbee-sim-save"
-        )
-
-    async def _save_soon(self) -> None:
-        await asyncio.sleep(0.05)
-        await asyncio.to_thread(self._write_state)
-
-    def _read_state(self) -> dict[str, Any]:
-        if self._state_file is None or not self._state_file.exists():
-            return {}
-        try:
-            data: dict[str, Any] = json.loads(self._state_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            log.warning(
-                "simulator state %s unreadable (%s); starting afresh", self._state_file, err
-            )
-            return {}
-        return data
-
-    def _write_state(self) -> None:
-        if self._state_file is None:
-            return
-        with self._file_lock:
-            data = {str(ieee): lock.data.to_json() for ieee, lock in self.locks.items()}
-            temporary = self._state_file.with_suffix(".tmp")
-            temporary.write_text(json.dumps(data), encoding="utf-8")
-            os.chmod(temporary, 0o600)
-            os.replace(temporary, self._state_file)
 
 
 def _coordinator_endpoint() -> SimEndpoint:
