@@ -29,6 +29,7 @@ from bridge.webpass.manager import WebPassManager
 from bridge.webpass.model import WebPass, new_token, token_hash, well_formed
 from bridge.webpass.throttle import Throttle
 from tests.harness import Harness, harness
+from tests.protocols import PROTOCOLS, sim_config
 from tests.services import LIVE_TOKENS
 from tests.webclient import Reply, exchange, http, parse, path_of
 
@@ -77,9 +78,11 @@ class Bench:
 
 
 @contextlib.asynccontextmanager
-async def bench(tmp_path: Path, **web: Any) -> AsyncIterator[Bench]:
+async def bench(
+    tmp_path: Path, simulated: dict[str, Any] | None = None, **web: Any
+) -> AsyncIterator[Bench]:
     settings = {"enabled": True, "port": 0, **web}
-    async with harness(tmp_path, web_pass=settings) as h:
+    async with harness(tmp_path, web_pass=settings, **(simulated or {})) as h:
         passes = WebPassManager(h.registry, h.store, h.config.web_pass, clock=h.clock)
         await passes.load()
         api = Api(
@@ -232,8 +235,10 @@ async def test_disabled_web_passes_cannot_be_created(tmp_path: Path) -> None:
         assert response["error"]["code"] == "unsupported"
 
 
-async def test_page_and_unlock_with_the_event_attributed(tmp_path: Path) -> None:
-    async with bench(tmp_path) as b:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.usefixtures("protocol_stack")
+async def test_page_and_unlock_with_the_event_attributed(protocol: str, tmp_path: Path) -> None:
+    async with bench(tmp_path, sim_config(protocol)) as b:
         lock_id = b.h.lock_ids[0]
         await b.request("lock/lock", lock_id=lock_id)
         web_pass_id, path = await b.create(max_uses=5)
