@@ -7,7 +7,6 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -21,6 +20,7 @@ from pydantic import (
 )
 
 from bridge.errors import ConfigError
+from bridge.util import time_zone
 
 TOPIC_SEGMENT = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
 LOCK_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -243,12 +243,7 @@ class LockOverride(_Strict):
 
 
 def _check_zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {value!r}; use an IANA name like Europe/Berlin"
-        ) from None
+    time_zone(value)
     return value
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 from bridge.api import Handler, _Request
-from bridge.codes import pins, schedule
+from bridge.codes import pins
 from bridge.codes.manager import CodeManager
 from bridge.codes.model import AccessCode, CodeType, UnmanagedCode, Window
 from bridge.codes.plan import SlotState
@@ -21,6 +21,7 @@ from bridge.errors import (
 )
 from bridge.model import CodeRules, Lock
 from bridge.store import Row
+from bridge.util import time_zone
 
 Pin = Annotated[StrictStr, Field(min_length=1, max_length=16, pattern=r"^[0-9A-Za-z]+$")]
 LockId = Annotated[StrictStr, Field(min_length=1, max_length=128)]
@@ -50,7 +51,7 @@ class CodeFields(_Request):
         if self.starts_at and self.ends_at and self.starts_at >= self.ends_at:
             raise ValueError("starts_at must be before ends_at")
         if self.timezone is not None:
-            schedule.zone(self.timezone)
+            time_zone(self.timezone)
         return self
 
 

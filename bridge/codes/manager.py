@@ -25,6 +25,7 @@ from bridge.errors import AccessCodeNotFoundError, LockNotFoundError
 from bridge.model import Lock
 from bridge.registry import LockRegistry
 from bridge.store import Row, Store
+from bridge.util import time_zone
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class CodeManager:
 
     def lock_zone(self, lock_id: str) -> tzinfo:
         override = self._override(lock_id)
-        return schedule.zone(
+        return time_zone(
             override.timezone if override and override.timezone else self.config.timezone
         )
 
@@ -169,7 +170,7 @@ class CodeManager:
 
     def code_zone(self, code: AccessCode) -> tzinfo:
         """A code's own time zone where it names one, else its lock's."""
-        return schedule.zone(code.timezone) if code.timezone else self.lock_zone(code.lock_id)
+        return time_zone(code.timezone) if code.timezone else self.lock_zone(code.lock_id)
 
     def native(self, lock: Lock, code: AccessCode) -> bool:
         if not lock.identity.capabilities.supports_native_scheduling or code.type == "ongoing":
@@ -228,7 +229,7 @@ class CodeManager:
 
     async def add(self, codes: Iterable[AccessCode]) -> None:
         fresh = list(codes)
-        await self.store.apply([self._code_row(code) for code in fresh])
+        await self.store.apply([self.code_row(code) for code in fresh])
         for code in fresh:
             self.codes[code.access_code_id] = code
             self.emit(code, "access_code.created")
@@ -268,16 +269,13 @@ class CodeManager:
                 await self.remove(code)
 
     async def save_code(self, code: AccessCode) -> None:
-        await self.store.apply([self._code_row(code)])
+        await self.store.apply([self.code_row(code)])
         self.registry.touch(code.lock_id)
 
-    def _code_row(self, code: AccessCode) -> Row:
+    def code_row(self, code: AccessCode) -> Row:
         data = code.model_dump(mode="json", exclude={"code"})
         data["code_sealed"] = self._vault.seal(code.code, code.access_code_id)
         return Row("access_codes", (code.access_code_id,), data)
-
-    def code_row(self, code: AccessCode) -> Row:
-        return self._code_row(code)
 
     def forget_row(self, code: AccessCode) -> Row:
         return Row("access_codes", (code.access_code_id,), None)

@@ -38,6 +38,8 @@ class LockWorker:
         self.failures = 0
         # After a refused bulk write, until the lock is in sync again.
         self.single_writes = False
+        # The operation under way, for the code a failure is reported on.
+        self._current: Operation | None = None
 
     async def run(self) -> None:
         wake = self.m.wake_event(self.lock_id)
@@ -349,7 +351,7 @@ class LockWorker:
 
     async def _failed(self, err: LockbridgeError) -> float:
         self.failures += 1
-        op = getattr(self, "_current", None)
+        op = self._current
         code = self.m.codes.get(op.access_code_id) if op and op.access_code_id else None
         log.warning("codes on %s: %s (attempt %d)", self.lock_id, err.message, self.failures)
         if code is not None:

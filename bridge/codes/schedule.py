@@ -3,19 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bridge.codes.model import WEEKDAYS, AccessCode, Window, minute_of
 from bridge.driver import NativeSchedule, WeeklyWindow
-
-
-def zone(name: str) -> tzinfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {name!r} (use an IANA name like Europe/Berlin)"
-        ) from None
 
 
 def _weekdays(window: Window) -> frozenset[int]:
